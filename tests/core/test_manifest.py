@@ -1,0 +1,118 @@
+"""manifest.json (DESIGN.md §2), batch ids (§1) and band resolution."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline.core.bands import band_from_description, resolve_bands
+from pipeline.core.errors import InvalidBatchId, ManifestError, UnknownBands
+from pipeline.core.manifest import batch_id_problem, parse_manifest, validate_batch_id
+
+DESIGN_EXAMPLE = {
+    "schema_version": 1,
+    "batch_id": "farm7-north-2026-06-14",
+    "captured_at": "2026-06-14T10:32:00Z",
+    "platform": "free text", "sensor": "free text",
+    "images": [
+        {"path": "ortho_a.tif", "sha256": "a" * 64, "bands": ["blue", "green", "red", "red_edge", "nir"]},
+        {"path": "ortho_b.tif", "sha256": "b" * 64},
+        {"path": "thermal.tif", "sha256": "c" * 64, "bands": ["thermal"], "thermal_unit": "centikelvin"},
+    ],
+    "reflectance_scale": 0.0001,
+    "zones": "fields.geojson",
+    "auto_report": True,
+}
+
+
+def parse(doc: dict, batch_id: str | None = None):
+    return parse_manifest(json.dumps(doc).encode(), name="b/manifest.json",
+                          batch_id=batch_id or doc.get("batch_id", "b"))
+
+
+def test_parse_manifest__design_example_is_accepted():
+    m = parse(DESIGN_EXAMPLE)
+    assert m.batch_id == "farm7-north-2026-06-14"
+    assert m.images[0].bands == ("blue", "green", "red", "red_edge", "nir")
+    assert m.images[1].bands is None
+    assert m.images[2].thermal_unit == "centikelvin"
+    assert m.reflectance_scale == 0.0001 and m.zones == "fields.geojson" and m.auto_report
+
+
+def test_parse_manifest__defaults():
+    m = parse({"schema_version": 1, "batch_id": "b", "images": [{"path": "x.tif"}]})
+    assert m.reflectance_scale == 1.0 and m.auto_report is True and m.zones is None
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"schema_version": 2}, "`schema_version`"),
+        ({"images": []}, "`images`"),
+        ({"reflectance_scale": 0}, "`reflectance_scale`"),
+        ({"colour": "red"}, "`colour` is not a manifest field"),
+        ({"images": [{"path": "../x.tif"}]}, "`images.0.path`"),
+        ({"images": [{"path": "/etc/passwd"}]}, "absolute"),
+        ({"images": [{"path": "http://evil.example/x.tif"}]}, "URL"),
+        ({"images": [{"path": "a//x.tif"}]}, "empty segment"),
+        ({"images": [{"path": "x.tif", "sha256": "zz"}]}, "sha256sum"),
+        ({"images": [{"path": "x.tif", "bands": ["nir", "swir"]}]}, "unknown band"),
+        ({"images": [{"path": "x.tif", "thermal_scale": 0.04}]}, "together"),
+        ({"images": [{"path": "x.tif"}, {"path": "x.tif"}]}, "listed twice"),
+        ({"zones": "../z.geojson"}, "`zones`"),
+        ({"images": [{"path": "x.tif", "thermal_unit": "fahrenheit"}]}, "thermal_unit"),
+    ],
+)
+def test_parse_manifest__errors_name_the_field_and_file(change, expected):
+    doc = {"schema_version": 1, "batch_id": "b", "images": [{"path": "x.tif"}], **change}
+    with pytest.raises(ManifestError) as info:
+        parse(doc, "b")
+    assert expected in str(info.value)
+    assert str(info.value).startswith("b/manifest.json: ")
+
+
+def test_parse_manifest__batch_id_must_equal_prefix():
+    with pytest.raises(ManifestError, match="must be equal"):
+        parse({"schema_version": 1, "batch_id": "other", "images": [{"path": "x.tif"}]}, "b")
+
+
+@pytest.mark.parametrize("data", [b"", b"{", b"\xff\xfe", b"[1, 2]", b"<html>502</html>"])
+def test_parse_manifest__not_json_object(data):
+    with pytest.raises(ManifestError, match="JSON"):
+        parse_manifest(data, name="b/manifest.json", batch_id="b")
+
+
+@pytest.mark.parametrize("good", ["a", "farm7-north-2026-06-14", "A.b_c-1", "9" * 100])
+def test_batch_id__valid(good):
+    assert batch_id_problem(good) is None and validate_batch_id(good) == good
+
+
+@pytest.mark.parametrize("bad", ["", "/", "a/b", "a,b", "..", "a..b", "a\nb", "x" * 300, "_a", ".a", "é"])
+def test_batch_id__invalid_is_refused_with_reason(bad):
+    assert batch_id_problem(bad)
+    with pytest.raises(InvalidBatchId, match="rename the upload prefix"):
+        validate_batch_id(bad)
+
+
+@pytest.mark.parametrize(
+    ("description", "band"),
+    [("NIR", "nir"), ("RedEdge", "red_edge"), ("Red Edge", "red_edge"), ("red-edge", "red_edge"),
+     ("LWIR", "thermal"), ("Blue", "blue"), ("near infrared", "nir"), ("Alpha", "alpha"),
+     ("SWIR1", None), (None, None), ("", None)],
+)
+def test_band_from_description__case_insensitive(description, band):
+    assert band_from_description(description) == band
+
+
+def test_resolve_bands__manifest_wins_and_must_match_count():
+    assert resolve_bands(manifest_bands=["red", "nir"], descriptions=[None, None], file="x.tif") == ("red", "nir")
+    with pytest.raises(UnknownBands, match="names 2 band.*file has 3"):
+        resolve_bands(manifest_bands=["red", "nir"], descriptions=[None, None, None], file="x.tif")
+
+
+def test_resolve_bands__descriptions_then_clear_error():
+    assert resolve_bands(manifest_bands=None, descriptions=["Red", "NIR"], file="x.tif") == ("red", "nir")
+    with pytest.raises(UnknownBands) as info:
+        resolve_bands(manifest_bands=None, descriptions=[None, "NIR"], file="x.tif")
+    assert str(info.value).startswith("x.tif: ") and '"bands"' in str(info.value)

@@ -1,0 +1,178 @@
+"""Batch validation: from a parsed manifest to resolved, georeferenced image sources.
+
+Reads headers only (GDAL range reads for objects in S3); never a whole raster. Every failure is an
+`ImageryError` naming the file and the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipeline.core.bands import resolve_bands
+from pipeline.core.errors import (
+    ChecksumMismatch,
+    ManifestError,
+    MissingCRS,
+    RasterTooLarge,
+    UnreadableImage,
+)
+from pipeline.core.grid import Grid, batch_grid
+from pipeline.core.manifest import OPTICAL_BANDS, Manifest
+from pipeline.core.mosaic import HeaderInfo, ImageSource, open_header
+
+SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
+DEFAULT_MAX_PIXELS = 2_000_000_000
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """What the UI shows about one validated image."""
+
+    name: str
+    size_bytes: int
+    crs: str
+    bounds: tuple[float, float, float, float]
+    pixel_size: tuple[float, float]
+    width: int
+    height: int
+    bands: tuple[str, ...]
+    dtype: str
+
+
+@dataclass(frozen=True)
+class ValidatedBatch:
+    """A batch that passed validation; the input of the analysis."""
+
+    batch_id: str
+    manifest: Manifest
+    sources: tuple[ImageSource, ...]
+    facts: tuple[ImageFacts, ...]
+    grid: Grid | None  # the optical batch grid; None for a thermal-only batch
+    manifest_etag: str = ""
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def optical_sources(self) -> tuple[ImageSource, ...]:
+        return tuple(s for s in self.sources if any(b in OPTICAL_BANDS for b in s.bands))
+
+    @property
+    def thermal_sources(self) -> tuple[ImageSource, ...]:
+        return tuple(s for s in self.sources if "thermal" in s.bands)
+
+    @property
+    def bands(self) -> tuple[str, ...]:
+        present = {b for s in self.sources for b in s.bands}
+        return tuple(b for b in (*OPTICAL_BANDS, "thermal") if b in present)
+
+
+def sha256_of(chunks: Iterable[bytes]) -> str:
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_sha256(*, name: str, expected: str | None, actual: str) -> None:
+    if expected is not None and expected.lower() != actual:
+        raise ChecksumMismatch(
+            f"sha256 is {actual} but the manifest says {expected}; the upload is incomplete or "
+            "altered: upload the file again (then the manifest, last)",
+            file=name,
+        )
+
+
+def _check_header(name: str, header: HeaderInfo, *, max_pixels: int) -> None:
+    pixels = int(header.width) * int(header.height)
+    if pixels > max_pixels:
+        raise RasterTooLarge(
+            f"declares {header.width} x {header.height} pixels, above the limit of {max_pixels:,} "
+            "pixels per image (IMAGERY_MAX_PIXELS); split the mosaic into tiles or raise the limit",
+            file=name,
+        )
+    for dtype in header.dtypes:
+        if str(dtype) not in SUPPORTED_DTYPES:
+            raise UnreadableImage(
+                f"has pixel type {dtype}, which is not supported ({', '.join(SUPPORTED_DTYPES)}); "
+                "export the image as integer digital numbers or float reflectance",
+                file=name,
+            )
+    if header.crs is None:
+        raise MissingCRS(
+            "has no CRS; it is not georeferenced. Export a georeferenced GeoTIFF from the "
+            "photogrammetry or camera software, or assign one with "
+            "`gdal_translate -a_srs EPSG:XXXX -a_ullr ulx uly lrx lry in.tif out.tif`",
+            file=name,
+        )
+    if header.transform is None or tuple(header.transform)[:6] == (1.0, 0.0, 0.0, 0.0, 1.0, 0.0):
+        raise MissingCRS(
+            "has no geotransform (pixel coordinates only); georeference it, e.g. "
+            "`gdal_translate -a_ullr ulx uly lrx lry in.tif out.tif`",
+            file=name,
+        )
+
+
+def validate_images(
+    *,
+    manifest: Manifest,
+    locate: Callable[[str], str],
+    gdal_options: Mapping[str, str],
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    manifest_etag: str = "",
+    sizes: Mapping[str, int] | None = None,
+) -> ValidatedBatch:
+    """Open every image's header, resolve its bands and build the batch grid.
+
+    `locate(path)` turns a manifest path into what GDAL opens (local path or /vsis3/...).
+    """
+    sources: list[ImageSource] = []
+    facts: list[ImageFacts] = []
+    for entry in manifest.images:
+        path = locate(entry.path)
+        header = open_header(ImageSource(name=entry.path, path=path, bands=(),
+                                         gdal_options=dict(gdal_options)))
+        _check_header(entry.path, header, max_pixels=max_pixels)
+        bands = resolve_bands(manifest_bands=entry.bands, descriptions=header.descriptions,
+                              file=entry.path)
+        thermal_given = entry.thermal_unit is not None or entry.thermal_scale is not None
+        if thermal_given and "thermal" not in bands:
+            raise ManifestError(
+                "gives a thermal unit or scale but has no band named 'thermal'; name the thermal "
+                "band in `bands` or drop the thermal fields",
+                file=entry.path,
+            )
+        if bands.count("alpha") > 1:
+            raise ManifestError("names more than one alpha band; keep one", file=entry.path)
+        if all(b in ("alpha", "other") for b in bands):
+            raise ManifestError(
+                "carries no optical or thermal band; name at least one of blue, green, red, "
+                "red_edge, nir, thermal in `bands`",
+                file=entry.path,
+            )
+        sources.append(ImageSource(name=entry.path, path=path, bands=bands,
+                                   gdal_options=dict(gdal_options)))
+        transform = header.transform
+        facts.append(ImageFacts(
+            name=entry.path,
+            size_bytes=int((sizes or {}).get(entry.path, 0)),
+            crs=header.crs.to_string() if hasattr(header.crs, "to_string") else str(header.crs),
+            bounds=tuple(float(v) for v in _bounds(transform, header.width, header.height)),
+            pixel_size=(abs(float(transform.a)), abs(float(transform.e))),
+            width=int(header.width), height=int(header.height), bands=bands,
+            dtype=str(header.dtypes[0]),
+        ))
+    optical = [s for s in sources if any(b in OPTICAL_BANDS for b in s.bands)]
+    grid = batch_grid(optical, max_pixels=max_pixels) if optical else None
+    return ValidatedBatch(batch_id=manifest.batch_id, manifest=manifest, sources=tuple(sources),
+                          facts=tuple(facts), grid=grid, manifest_etag=manifest_etag)
+
+
+def _bounds(transform, width: int, height: int) -> tuple[float, float, float, float]:
+    xs = np.array([0, width, 0, width], dtype=float)
+    ys = np.array([0, 0, height, height], dtype=float)
+    px = transform.a * xs + transform.b * ys + transform.c
+    py = transform.d * xs + transform.e * ys + transform.f
+    return float(px.min()), float(py.min()), float(px.max()), float(py.max())

@@ -71,8 +71,8 @@ def interpolate(value: str, *, env: dict[str, str]) -> str:
         name, modifier = m.group(1) or m.group(3), m.group(2) or ""
         if name in env and not (modifier.startswith(":") and env[name] == ""):
             return env[name]
-        if modifier[:2] in (":-", "-") or modifier[:1] == "-":
-            return modifier.lstrip(":")[1:]
+        if modifier.startswith((":-", "-")):
+            return modifier.split("-", 1)[1]
         raise KeyError(f"{name} is not defined in .env.example")
 
     return INTERPOLATION.sub(one, value)

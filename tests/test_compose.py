@@ -275,6 +275,11 @@ def argv(args: str) -> list[str]:
     return json.loads(args) if args.startswith("[") else shlex.split(args)
 
 
+def dockerignore_patterns() -> list[str]:
+    lines = (line.strip() for line in (REPO / ".dockerignore").read_text().splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
 def dockerignored(path: str, patterns: list[str]) -> bool:
     def regex(p: str) -> str:
         out = re.escape(p.strip("/")).replace(r"\*\*/", "(.*/)?").replace(r"\*\*", ".*")
@@ -505,7 +510,7 @@ def test_compose__no_literal_secrets(compose: dict[str, Any], env: dict[str, str
     assert check_no_literal_secrets(compose) == []
     secrets = [v for k, v in env.items() if SECRET_NAME.search(k)]
     assert secrets and all(v.startswith("change-me-") for v in secrets), secrets
-    assert dockerignored(".env", (REPO / ".dockerignore").read_text().split())
+    assert dockerignored(".env", dockerignore_patterns())
 
 
 @pytest.mark.parametrize(("path", "value", "expected"), [
@@ -520,7 +525,7 @@ def test_compose__no_literal_secrets__detects_breakage(compose: dict[str, Any], 
 
 
 def test_dockerfile__builds_one_nonroot_image_from_the_lock() -> None:
-    ignore = (REPO / ".dockerignore").read_text().split()
+    ignore = dockerignore_patterns()
     assert check_dockerfile(DOCKERFILE.read_text(), ignore=ignore) == []
 
 
@@ -533,13 +538,13 @@ def test_dockerfile__builds_one_nonroot_image_from_the_lock() -> None:
 def test_dockerfile__detects_breakage(old: str, new: str, expected: str) -> None:
     text = DOCKERFILE.read_text()
     assert old in text
-    ignore = (REPO / ".dockerignore").read_text().split()
+    ignore = dockerignore_patterns()
     problems = check_dockerfile(text.replace(old, new), ignore=ignore)
     assert any(expected in p for p in problems), problems
 
 
 def test_dockerfile__copy_of_ignored_path_detected() -> None:
-    ignore = (REPO / ".dockerignore").read_text().split() + ["pipeline"]
+    ignore = dockerignore_patterns() + ["pipeline"]
     problems = check_dockerfile(DOCKERFILE.read_text(), ignore=ignore)
     assert any("pipeline: excluded by .dockerignore" in p for p in problems), problems
 

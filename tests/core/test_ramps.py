@@ -1,0 +1,105 @@
+"""Colour ramps, colourisation and legend stops."""
+
+from __future__ import annotations
+
+import dask.array as dsa
+import numpy as np
+import pytest
+import rioxarray  # noqa: F401  (registers .rio)
+import xarray as xr
+
+from pipeline.core.ramps import Scale, colorize, legend_stops, lut
+from pipeline.core.registry import INDICES, THERMAL_SCALE
+
+UNIT = Scale("RdYlGn", 0.0, 1.0)
+
+
+def raster(values) -> xr.DataArray:
+    values = np.asarray(values, dtype=np.float32)
+    height, width = values.shape
+    return xr.DataArray(
+        values, dims=("y", "x"),
+        coords={"y": 100.0 - 2.0 * np.arange(height), "x": 10.0 + 2.0 * np.arange(width)},
+    ).rio.write_crs("EPSG:32618")
+
+
+def test_lut__256_uint8_rgb_matching_matplotlib():
+    from matplotlib import colormaps
+
+    table = lut("RdYlGn")
+    assert table.shape == (256, 3) and table.dtype == np.uint8
+    expected = np.round(colormaps["RdYlGn"](np.linspace(0, 1, 256))[:, :3] * 255)
+    np.testing.assert_array_equal(table, expected)
+    assert lut("RdYlGn") is table  # cached
+
+
+def test_lut__unknown_ramp_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown colour ramp 'NoSuchRamp'"):
+        lut("NoSuchRamp")
+
+
+def test_colorize__vmin_vmax_middle_and_clipping():
+    table = lut("RdYlGn")
+    rgba = colorize(raster([[0.0, 1.0, 0.5, -3.0, 7.0]]), scale=UNIT).values
+    assert rgba.shape == (4, 1, 5) and rgba.dtype == np.uint8
+    np.testing.assert_array_equal(rgba[:3, 0, 0], table[0])      # vmin -> first colour
+    np.testing.assert_array_equal(rgba[:3, 0, 1], table[255])    # vmax -> last colour
+    np.testing.assert_array_equal(rgba[:3, 0, 2], table[128])    # middle -> entry 128
+    np.testing.assert_array_equal(rgba[:3, 0, 3], table[0])      # below vmin clipped
+    np.testing.assert_array_equal(rgba[:3, 0, 4], table[255])    # above vmax clipped
+    np.testing.assert_array_equal(rgba[3], 255)
+
+
+def test_colorize__alpha_zero_exactly_where_nan():
+    values = np.array([[0.1, np.nan], [np.nan, 0.9]], dtype=np.float32)
+    rgba = colorize(raster(values), scale=UNIT).values
+    np.testing.assert_array_equal(rgba[3] == 0, np.isnan(values))
+    assert np.all(rgba[:3][:, np.isnan(values)] == 0)
+
+
+def test_colorize__dask_lazy_and_same_mapping_for_every_chunk():
+    rng = np.random.default_rng(1)
+    values = rng.uniform(-0.5, 1.5, (37, 41)).astype(np.float32)
+    values[5:9, 30:] = np.nan
+    eager = colorize(raster(values), scale=UNIT)
+    lazy = colorize(raster(values).chunk({"y": 10, "x": 7}), scale=UNIT)
+    assert isinstance(lazy.data, dsa.Array)
+    assert lazy.data.chunks[0] == (4,)
+    np.testing.assert_array_equal(lazy.values, eager.values)
+
+
+def test_colorize__keeps_crs_and_transform():
+    da = raster(np.zeros((3, 4)))
+    rgba = colorize(da, scale=UNIT)
+    assert rgba.dims == ("band", "y", "x")
+    assert list(rgba.band.values) == [1, 2, 3, 4]
+    assert rgba.rio.crs == da.rio.crs
+    assert rgba.rio.transform() == da.rio.transform()
+
+
+def test_colorize__rejects_3d_input():
+    with pytest.raises(ValueError, match="2-D"):
+        colorize(raster(np.zeros((2, 2))).expand_dims("band"), scale=UNIT)
+
+
+def test_legend_stops__values_and_colours_match_colorize():
+    scale = INDICES["ndvi"].scale
+    stops = legend_stops(scale, n=7)
+    values = [v for v, _ in stops]
+    np.testing.assert_allclose(values, np.linspace(-0.2, 1.0, 7))
+    rgba = colorize(raster([values]), scale=scale).values
+    for i, (_, rgb) in enumerate(stops):
+        assert rgb == tuple(int(c) for c in rgba[:3, 0, i])
+    assert stops[0][1] == tuple(int(c) for c in lut("RdYlGn")[0])
+    assert stops[-1][1] == tuple(int(c) for c in lut("RdYlGn")[255])
+
+
+def test_legend_stops__thermal_default_six():
+    stops = legend_stops(THERMAL_SCALE)
+    assert len(stops) == 6
+    assert stops[0][0] == THERMAL_SCALE.vmin and stops[-1][0] == THERMAL_SCALE.vmax
+
+
+def test_scale__vmin_must_be_below_vmax():
+    with pytest.raises(ValueError, match="vmin"):
+        Scale("RdYlGn", 1.0, 1.0)

@@ -1,0 +1,253 @@
+"""The report model: summary.json (DESIGN.md §3), the PDF's extra context, and distribution.json.
+
+`Summary` is the contract field for field (`extra="forbid"`, schema_version 1); the JSON Schema in
+`schemas/summary.schema.json` is generated from it by `scripts/export_schema.py`. Statistics that are
+undefined (an index or zone without a single valid pixel) are `null`, never NaN: NaN is not JSON.
+A NaN handed to a nullable statistic becomes `None`; a NaN or infinity anywhere else is rejected.
+
+`ReportContext` holds what only the PDF needs (capture time, platform, histograms, PNG map paths), so
+summary.json stays exactly the contract. `DistributionRecord` is reports/<id>/distribution.json.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    model_validator,
+)
+
+BATCH_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+
+
+def _no_dotdot(value: str) -> str:
+    if ".." in value:
+        raise ValueError(f"batch_id {value!r} contains '..'; DESIGN.md §1 forbids it")
+    return value
+
+
+def _nan_to_none(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def _to_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("timestamps must carry a timezone (UTC), e.g. 2026-06-14T10:32:00Z")
+    return value.astimezone(UTC)
+
+
+def _iso_z(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+#: A statistic that is null where undefined (no valid pixel); NaN input becomes null.
+Stat = Annotated[
+    float | None,
+    BeforeValidator(_nan_to_none),
+    Field(description="null where undefined (no valid pixel)"),
+]
+#: A timestamp in UTC, written as ISO 8601 with a 'Z' suffix (seconds precision).
+UtcTime = Annotated[
+    datetime,
+    AfterValidator(_to_utc),
+    PlainSerializer(_iso_z, return_type=str, when_used="json"),
+    Field(
+        description="UTC, ISO 8601 with a 'Z' suffix",
+        json_schema_extra={"format": "date-time", "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$"},
+    ),
+]
+#: DESIGN.md §1: the pattern, and no '..' anywhere.
+BatchId = Annotated[
+    str,
+    Field(pattern=BATCH_ID_PATTERN, json_schema_extra={"not": {"pattern": "\\.\\."}}),
+    AfterValidator(_no_dotdot),
+]
+NonNeg = Annotated[float, Field(ge=0)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, allow_inf_nan=False, json_schema_serialization_defaults_required=True
+    )
+
+
+class GridInfo(_Model):
+    crs: str = Field(description="e.g. EPSG:32633")
+    width: int = Field(ge=0)
+    height: int = Field(ge=0)
+    pixel_size: tuple[NonNeg, NonNeg] = Field(description="[x, y] in CRS units (metres)")
+    bounds: tuple[float, float, float, float] = Field(description="[minx, miny, maxx, maxy]")
+
+
+class Scale(_Model):
+    """Colour ramp (matplotlib colormap name) and value range of a heatmap, its PNG and PDF legend."""
+
+    ramp: str
+    vmin: float
+    vmax: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Scale:
+        if not self.vmin < self.vmax:
+            raise ValueError(f"scale {self.ramp!r}: vmin ({self.vmin}) must be below vmax ({self.vmax})")
+        return self
+
+
+class ClassSummary(_Model):
+    name: str
+    lower: float = Field(description="inclusive lower bound")
+    upper: float = Field(description="exclusive upper bound")
+    fraction: Stat = Field(ge=0, le=1, description="of valid pixels; null if none is valid")
+    area_m2: NonNeg
+
+
+class IndexSummary(_Model):
+    mean: Stat
+    std: Stat
+    min: Stat
+    max: Stat
+    p10: Stat
+    p50: Stat
+    p90: Stat
+    valid_fraction: Fraction = Field(description="valid pixels over all pixels of the grid")
+    valid_area_m2: NonNeg
+    scale: Scale
+    classes: list[ClassSummary] = Field(default_factory=list)
+
+
+class Hotspot(_Model):
+    centroid: tuple[float, float] = Field(description="[x, y] in the grid's CRS")
+    area_m2: NonNeg
+    max_c: float
+
+
+class ThermalSummary(_Model):
+    mean_c: Stat
+    min_c: Stat
+    max_c: Stat
+    p90_c: Stat
+    hotspot_threshold_c: Stat
+    hotspot_area_m2: NonNeg
+    hotspots: list[Hotspot] = Field(default_factory=list)
+
+
+class ZoneIndex(_Model):
+    mean: Stat
+    p10: Stat
+    p50: Stat
+    p90: Stat
+
+
+class ZoneThermal(_Model):
+    mean_c: Stat
+    max_c: Stat
+
+
+class ZoneSummary(_Model):
+    name: str
+    area_m2: NonNeg
+    indices: dict[str, ZoneIndex] = Field(default_factory=dict)
+    thermal: ZoneThermal | None = None
+
+
+class Summary(_Model):
+    """summary.json, schema_version 1 (DESIGN.md §3)."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, allow_inf_nan=False, json_schema_serialization_defaults_required=True,
+        title="summary.json (schema_version 1)",
+    )
+
+    schema_version: Literal[1] = 1
+    batch_id: BatchId
+    generated_at: UtcTime
+    code_version: str
+    grid: GridInfo
+    indices: dict[str, IndexSummary]
+    thermal: ThermalSummary | None = None
+    zones: list[ZoneSummary] = Field(default_factory=list)
+    artifacts: dict[str, str] = Field(default_factory=dict, description="name -> object URL")
+
+    def to_json(self) -> bytes:
+        """UTF-8 JSON, fields in contract order, indent 2, trailing newline; same model → same bytes."""
+        return (json.dumps(self.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def summary_json_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of summary.json, as committed in schemas/summary.schema.json."""
+    schema = Summary.model_json_schema(mode="serialization")
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+
+
+# ---- what the PDF needs beyond summary.json ---------------------------------------------------
+
+
+class Histogram(_Model):
+    """Counts of valid pixels per bin; len(edges) == len(counts) + 1, edges increasing."""
+
+    edges: list[float]
+    counts: list[int]
+
+    @model_validator(mode="after")
+    def _shape(self) -> Histogram:
+        if len(self.edges) != len(self.counts) + 1:
+            raise ValueError(f"histogram: {len(self.edges)} edges for {len(self.counts)} counts; "
+                             "give one edge more than counts")
+        if any(b <= a for a, b in zip(self.edges, self.edges[1:])):
+            raise ValueError("histogram edges must increase strictly")
+        return self
+
+
+class ReportContext(_Model):
+    """Batch metadata and local PNG maps for the PDF. Keys of `maps`/`histograms`: index names and
+    "thermal". `thermal_scale` is the ramp of the thermal heatmap (summary.json has none)."""
+
+    captured_at: UtcTime | None = None
+    platform: str = ""
+    sensor: str = ""
+    maps: dict[str, Path] = Field(default_factory=dict)
+    histograms: dict[str, Histogram] = Field(default_factory=dict)
+    thermal_scale: Scale | None = None
+
+
+# ---- distribution.json ------------------------------------------------------------------------
+
+
+class Link(_Model):
+    url: str
+    expires_at: UtcTime | None = None
+
+
+class NotificationResult(_Model):
+    channel: Literal["webhook", "email"]
+    target: str = Field(description="URL without query or credentials, or an e-mail address")
+    attempted_at: UtcTime
+    outcome: Literal["delivered", "failed"]
+    attempts: int = Field(ge=0)
+    status_code: int | None = None
+    error: str | None = None
+
+
+class DistributionRecord(_Model):
+    """reports/<id>/distribution.json: who was notified, when, with which links."""
+
+    batch_id: BatchId
+    generated_at: UtcTime
+    links: dict[str, Link] = Field(default_factory=dict)
+    notifications: list[NotificationResult] = Field(default_factory=list)
+
+    def to_json(self) -> bytes:
+        return (json.dumps(self.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n").encode()

@@ -1,0 +1,200 @@
+"""The batch grid: one north-up raster grid (CRS, transform, size) that every band is mosaicked onto.
+
+`batch_grid` builds it from image headers only (DESIGN.md §2): CRS and resolution of the first
+image, extent = union of all images' bounds transformed into that CRS, snapped to the first image's
+pixel origin so that its pixels stay exactly aligned (and are read without resampling).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from affine import Affine
+from pyproj import Geod
+from rasterio.crs import CRS
+from rasterio.warp import transform_bounds
+from shapely.geometry import box
+from shapely.ops import unary_union
+
+from pipeline.core.errors import MissingCRS, NoOverlap, RasterTooLarge
+from pipeline.core.manifest import OPTICAL_BANDS
+
+if TYPE_CHECKING:
+    from pipeline.core.mosaic import HeaderInfo, ImageSource
+
+DEFAULT_MAX_PIXELS = 2_000_000_000
+_SNAP_EPS = 1e-6  # in pixels: bounds within this of a pixel edge are treated as on it
+_WGS84 = Geod(ellps="WGS84")
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A north-up raster grid. `transform` maps (col, row) of pixel corners to CRS coordinates."""
+
+    crs: CRS
+    transform: Affine
+    width: int
+    height: int
+
+    @classmethod
+    def from_dataset(cls, dataset) -> Grid:
+        """The grid of an open rasterio dataset (or anything with crs/transform/width/height)."""
+        return cls(crs=CRS.from_user_input(dataset.crs), transform=dataset.transform,
+                   width=int(dataset.width), height=int(dataset.height))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.height, self.width)
+
+    @property
+    def res(self) -> tuple[float, float]:
+        """Pixel size (x, y), positive, in CRS units."""
+        return (abs(self.transform.a), abs(self.transform.e))
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) in CRS units."""
+        t = self.transform
+        xs = (t.c, t.c + t.a * self.width)
+        ys = (t.f, t.f + t.e * self.height)
+        return (min(xs), min(ys), max(xs), max(ys))
+
+    def coords(self) -> tuple[np.ndarray, np.ndarray]:
+        """x (length width) and y (length height) coordinates of pixel centres, float64."""
+        t = self.transform
+        x = t.c + t.a * (np.arange(self.width, dtype=np.float64) + 0.5)
+        y = t.f + t.e * (np.arange(self.height, dtype=np.float64) + 0.5)
+        return x, y
+
+    def row_areas_m2(self) -> np.ndarray:
+        """Area of one pixel in each row, in m² (length height, float64).
+
+        Projected CRSs: |det(transform)| × (metres per CRS unit)², the same in every row.
+        Geographic CRSs: the geodesic area on the WGS84 ellipsoid of a pixel-sized cell in that
+        row (pyproj `Geod.polygon_area_perimeter`), which varies with latitude.
+        """
+        if not self.crs.is_geographic:
+            factor = self.crs.linear_units_factor[1] if self.crs.linear_units_factor else 1.0
+            area = abs(self.transform.a * self.transform.e - self.transform.b * self.transform.d)
+            return np.full(self.height, area * factor * factor)
+        t = self.transform
+        dx = abs(t.a)
+        tops = t.f + t.e * np.arange(self.height, dtype=np.float64)
+        bottoms = tops + t.e
+        out = np.empty(self.height)
+        for i, (y0, y1) in enumerate(zip(tops, bottoms)):
+            lons = [0.0, dx, dx, 0.0]
+            lats = [float(np.clip(y0, -90, 90)), float(np.clip(y0, -90, 90)),
+                    float(np.clip(y1, -90, 90)), float(np.clip(y1, -90, 90))]
+            out[i] = abs(_WGS84.polygon_area_perimeter(lons, lats)[0])
+        return out
+
+    @property
+    def pixel_area_m2(self) -> float:
+        """Mean area of one pixel in m².
+
+        Exact for projected CRSs (in the CRS's own metric; UTM scale error ≤ 0.04 %). For
+        geographic CRSs this is the mean of the per-row geodesic areas (`row_areas_m2`), so
+        `pixel_area_m2 × width × height` is the grid's true geodesic area; area of a subset of
+        rows is then approximate by the latitude spread of the grid (≪ 0.1 % for a field).
+        """
+        return float(self.row_areas_m2().mean())
+
+
+def _georeferenced(header: HeaderInfo, name: str) -> None:
+    if header.crs is None:
+        raise MissingCRS(
+            "has no CRS; it is not georeferenced. Export a georeferenced GeoTIFF from the "
+            "photogrammetry or camera software, or assign one with "
+            "`gdal_translate -a_srs EPSG:XXXX -a_ullr ulx uly lrx lry in.tif out.tif`",
+            file=name,
+        )
+    if header.transform is None or tuple(header.transform)[:6] == (1.0, 0.0, 0.0, 0.0, 1.0, 0.0):
+        raise MissingCRS(
+            "has no geotransform (pixel coordinates only); georeference it, e.g. "
+            "`gdal_translate -a_srs EPSG:XXXX -a_ullr ulx uly lrx lry in.tif out.tif`",
+            file=name,
+        )
+
+
+def _too_large(name: str, width: int, height: int, max_pixels: int, what: str) -> None:
+    if int(width) * int(height) > max_pixels:
+        raise RasterTooLarge(
+            f"{what} {width} x {height} pixels, above the limit of {max_pixels:,} pixels; "
+            "split the mosaic into tiles (or into batches) or raise the limit",
+            file=name,
+        )
+
+
+def _header_bounds(header: HeaderInfo, crs: CRS) -> tuple[float, float, float, float]:
+    t = header.transform
+    xs = np.array([0, header.width, 0, header.width], dtype=float)
+    ys = np.array([0, 0, header.height, header.height], dtype=float)
+    px, py = t.a * xs + t.b * ys + t.c, t.d * xs + t.e * ys + t.f
+    bounds = (float(px.min()), float(py.min()), float(px.max()), float(py.max()))
+    if CRS.from_user_input(header.crs) == crs:
+        return bounds
+    return tuple(transform_bounds(header.crs, crs, *bounds, densify_pts=21))  # type: ignore[return-value]
+
+
+def _snap(value: float, origin: float, step: float, up: bool) -> float:
+    n = (value - origin) / step
+    n = math.ceil(n - _SNAP_EPS) if up else math.floor(n + _SNAP_EPS)
+    return origin + n * step
+
+
+def batch_grid(
+    sources: Sequence[ImageSource],
+    *,
+    bands: Sequence[str] = OPTICAL_BANDS,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Grid:
+    """The grid that the images carrying any of `bands` are mosaicked onto.
+
+    CRS and resolution of the first such image (sources with empty `bands` count too, for
+    header-only callers), extent = union of their bounds in that CRS, snapped outwards to the first
+    image's pixel origin. Reads headers only. Raises MissingCRS, RasterTooLarge (checked from the
+    declared size, before anything is allocated) and NoOverlap (an image that does not touch the
+    union of the others).
+    """
+    from pipeline.core.mosaic import open_header  # mosaic imports Grid; headers live there
+
+    chosen = [s for s in sources if not s.bands or any(b in bands for b in s.bands)]
+    if not chosen:
+        raise ValueError(f"no image carries any of the bands {', '.join(bands)}")
+    headers = []
+    for source in chosen:
+        header = open_header(source)
+        _georeferenced(header, source.name)
+        _too_large(source.name, header.width, header.height, max_pixels, "declares")
+        headers.append(header)
+    first = headers[0]
+    crs = CRS.from_user_input(first.crs)
+    t = first.transform
+    xres = math.hypot(t.a, t.d)
+    yres = math.hypot(t.b, t.e)
+    all_bounds = [_header_bounds(h, crs) for h in headers]
+    if len(all_bounds) > 1:
+        boxes = [box(*b) for b in all_bounds]
+        for i, source in enumerate(chosen):
+            others = unary_union(boxes[:i] + boxes[i + 1:])
+            if not boxes[i].intersects(others):
+                raise NoOverlap(
+                    f"covers {all_bounds[i]} (in {crs.to_string()}), which does not overlap or "
+                    "touch the other images of the batch; remove it or upload it in its own batch",
+                    file=source.name,
+                )
+    left = _snap(min(b[0] for b in all_bounds), t.c, xres, up=False)
+    right = _snap(max(b[2] for b in all_bounds), t.c, xres, up=True)
+    bottom = _snap(min(b[1] for b in all_bounds), t.f, yres, up=False)
+    top = _snap(max(b[3] for b in all_bounds), t.f, yres, up=True)
+    width = max(1, round((right - left) / xres))
+    height = max(1, round((top - bottom) / yres))
+    _too_large(chosen[0].name, width, height, max_pixels,
+               "with the other images of the batch, spans")
+    return Grid(crs=crs, transform=Affine(xres, 0.0, left, 0.0, -yres, top),
+                width=int(width), height=int(height))

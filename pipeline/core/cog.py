@@ -157,16 +157,28 @@ def _create_stage(path: Path, da: xr.DataArray) -> None:
             dst.colorinterp = _RGBA
 
 
+def _store_block(block: np.ndarray, *, target: _GeoTiffTarget, block_info=None) -> np.ndarray:
+    """Write one chunk where it belongs; return a 1-element count so no pixels travel on."""
+    location = block_info[0]["array-location"]
+    target[tuple(slice(start, stop) for start, stop in location)] = block
+    return np.full((1,) * block.ndim, block.size, dtype=np.int64)
+
+
+def _total(*counts: np.integer) -> int:
+    return int(sum(int(c) for c in counts))
+
+
 def stage_rasters(arrays: Mapping[Path, xr.DataArray]) -> Delayed:
     """One lazy task writing each DataArray to its path as an uncompressed tiled GeoTIFF.
 
     The files are created (empty, sparse) now with the array's CRS, transform, dtype, band count and
     nodata (NaN for floats; a 4-band uint8 array is written as RGB + alpha). Computing the returned
-    task fills them, chunk by chunk; numpy-backed arrays are chunked first. Compute it together with
-    other outputs of the same inputs: `dask.compute(staged, *stats)`.
+    task fills them chunk by chunk -- each chunk is written by the task that computes it, so no
+    raster is ever gathered in memory -- and yields the number of values written. numpy-backed
+    arrays are chunked first. Compute it together with other outputs of the same inputs:
+    `dask.compute(staged, *stats)`.
     """
-    sources: list[dsa.Array] = []
-    targets: list[_GeoTiffTarget] = []
+    counts: list[dsa.Array] = []
     for path, da in arrays.items():
         path = Path(path)
         da = _spatial(da, path)
@@ -175,9 +187,17 @@ def stage_rasters(arrays: Mapping[Path, xr.DataArray]) -> Delayed:
         if not isinstance(data, dsa.Array):
             block = (-1,) * (da.ndim - 2) + (4 * STAGE_BLOCK, 4 * STAGE_BLOCK)
             data = dsa.from_array(np.asarray(data), chunks=block)
-        sources.append(data)
-        targets.append(_GeoTiffTarget(str(path), None if da.ndim == 2 else da.shape[0]))
-    return dsa.store(sources, targets, lock=False, compute=False)
+        target = _GeoTiffTarget(str(path), None if da.ndim == 2 else da.shape[0])
+        written = data.map_blocks(
+            _store_block,
+            target=target,
+            dtype=np.int64,
+            chunks=tuple((1,) * len(c) for c in data.chunks),
+            meta=np.empty((0,) * data.ndim, dtype=np.int64),
+            name=f"stage-{uuid.uuid4().hex}",
+        )
+        counts.append(written.sum())
+    return dask.delayed(_total, pure=False)(*counts)
 
 
 def translate_to_cog(

@@ -1,0 +1,81 @@
+"""Who is told that a report is ready: webhooks and e-mail, from server configuration only.
+
+Never from the manifest: an uploader must not be able to make the pipeline call arbitrary URLs
+(DESIGN.md §2). Environment variables (read by `NotifierResource.from_env()` when definitions are
+built, as `EnvVar`s so secrets stay out of the Dagster UI):
+
+    WEBHOOK_URLS    comma-separated https endpoints          WEBHOOK_SECRET  HMAC key (see distribution.py)
+    SMTP_HOST/PORT  mail relay (port default 25)             SMTP_FROM, SMTP_TO (comma-separated)
+    SMTP_USER, SMTP_PASSWORD                                 SMTP_STARTTLS   true/false (default false)
+    LINK_EXPIRY_S   lifetime of presigned links in seconds (default 7 days)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import dagster as dg
+
+from pipeline.core.distribution import SmtpSettings, distribute
+from pipeline.core.summary import DistributionRecord, Link, Summary
+
+SEVEN_DAYS_S = 7 * 24 * 3600
+_ENV = {
+    "webhook_urls": "WEBHOOK_URLS", "webhook_secret": "WEBHOOK_SECRET", "smtp_host": "SMTP_HOST",
+    "smtp_port": "SMTP_PORT", "smtp_from": "SMTP_FROM", "smtp_to": "SMTP_TO", "smtp_user": "SMTP_USER",
+    "smtp_password": "SMTP_PASSWORD", "smtp_starttls": "SMTP_STARTTLS", "link_expiry_s": "LINK_EXPIRY_S",
+}
+_INT_FIELDS = {"smtp_port", "link_expiry_s"}
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+class NotifierResource(dg.ConfigurableResource):
+    webhook_urls: str = ""  # comma-separated
+    webhook_secret: str = ""
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_from: str = ""
+    smtp_to: str = ""  # comma-separated
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_starttls: str = "false"
+    link_expiry_s: int = SEVEN_DAYS_S
+    timeout_s: float = 10.0
+    retries: int = 3
+    backoff_s: float = 1.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> NotifierResource:
+        """A resource whose fields are `EnvVar`s for every variable that is set (defaults otherwise)."""
+        environ = os.environ if environ is None else environ
+        fields: dict[str, object] = {}
+        for field, name in _ENV.items():
+            if environ.get(name, "").strip():
+                fields[field] = dg.EnvVar.int(name) if field in _INT_FIELDS else dg.EnvVar(name)
+        return cls(**fields)
+
+    def smtp_settings(self) -> SmtpSettings | None:
+        recipients = _split(self.smtp_to)
+        if not (self.smtp_host and recipients):
+            return None
+        if not self.smtp_from:
+            raise ValueError("SMTP_FROM is not set; set the sender address to enable e-mail (or unset SMTP_TO)")
+        return SmtpSettings(
+            host=self.smtp_host, port=self.smtp_port, sender=self.smtp_from, recipients=recipients,
+            starttls=self.smtp_starttls.strip().lower() in {"1", "true", "yes", "on"},
+            username=self.smtp_user or None, password=self.smtp_password or None,
+        )
+
+    def distribute(self, summary: Summary, links: Mapping[str, Link]) -> DistributionRecord:
+        """Notify every configured webhook and the e-mail recipients; failures are recorded, not raised."""
+        urls = _split(self.webhook_urls)
+        if urls and not self.webhook_secret:
+            raise ValueError("WEBHOOK_URLS is set but WEBHOOK_SECRET is not; receivers could not verify "
+                             "the signature. Set WEBHOOK_SECRET (a long random string).")
+        return distribute(summary=summary, links=links, webhook_urls=urls, webhook_secret=self.webhook_secret,
+                          smtp=self.smtp_settings(), timeout_s=self.timeout_s, retries=self.retries,
+                          backoff_s=self.backoff_s)

@@ -200,6 +200,14 @@ def stage_rasters(arrays: Mapping[Path, xr.DataArray]) -> Delayed:
     return dask.delayed(_total, pure=False)(*counts)
 
 
+def _profile(name: str) -> Mapping[str, Any]:
+    try:
+        return COG_PROFILES[name]
+    except KeyError:
+        known = list(COG_PROFILES)
+        raise ValueError(f"unknown COG profile {name!r}; choose one of {known}") from None
+
+
 def translate_to_cog(
     src: Path, dst: Path, *, profile: str, num_threads: int | str = "ALL_CPUS"
 ) -> None:
@@ -207,10 +215,7 @@ def translate_to_cog(
 
     Written to a temporary name in dst's folder and renamed, so `dst` is never half-written.
     """
-    try:
-        options = dict(COG_PROFILES[profile]["creation"])
-    except KeyError:
-        raise ValueError(f"unknown COG profile {profile!r}; choose one of {list(COG_PROFILES)}") from None
+    options = dict(_profile(profile)["creation"])
     src, dst = Path(src), Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex}.tmp")
@@ -225,14 +230,16 @@ def translate_to_cog(
 
 
 def write_cog(da: xr.DataArray, dst: Path, *, profile: str) -> None:
-    """Stage, compute (current dask scheduler) and translate one raster: a convenience for one output.
+    """Stage, compute (current scheduler) and translate one raster; a convenience for one output.
 
     To write several outputs of the same inputs, call `stage_rasters` once and compute it with them.
     """
     dst = Path(dst)
-    expected = COG_PROFILES[profile]["dtype"] if profile in COG_PROFILES else None
-    if expected is not None and np.dtype(da.dtype) != np.dtype(expected):
-        raise ValueError(f"{dst}: profile {profile!r} writes {expected}, got {da.dtype}; cast first")
+    expected = np.dtype(_profile(profile)["dtype"])
+    if np.dtype(da.dtype) != expected:
+        raise ValueError(
+            f"{dst}: profile {profile!r} writes {expected}, got {da.dtype}; cast first"
+        )
     dst.parent.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
     try:

@@ -40,7 +40,8 @@ def ndvi(*, nir: xr.DataArray, red: xr.DataArray) -> xr.DataArray:
 
 
 def ndre(*, nir: xr.DataArray, red_edge: xr.DataArray) -> xr.DataArray:
-    """Normalized difference red edge, float32 in [-1, 1]; NaN where nir + red_edge == 0 or nodata."""
+    """Normalized difference red edge, float32 in [-1, 1]; NaN where nir + red_edge == 0 or nodata.
+    """
     return _normalized_difference(nir, red_edge)
 
 

@@ -23,7 +23,7 @@ def preview_shape(*, width: int, height: int, max_size: int) -> tuple[int, int]:
 
 
 def png_preview(cog_path: Path | str, dst: Path, *, max_size: int = 1024) -> tuple[int, int]:
-    """Write an RGBA PNG of the uint8 RGBA COG at `cog_path`, at most `max_size` px on the long side.
+    """Write an RGBA PNG of the uint8 RGBA COG `cog_path`, at most `max_size` px on the long side.
 
     Reads a decimated view (`out_shape`, so GDAL serves it from the COG's overviews, never the full
     raster) with NEAREST resampling, so every preview pixel is a ramp colour, exactly as in the COG.

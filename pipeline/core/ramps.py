@@ -31,7 +31,9 @@ class Scale:
 
     def __post_init__(self) -> None:
         if not self.vmin < self.vmax:
-            raise ValueError(f"Scale {self.ramp!r}: vmin ({self.vmin}) must be below vmax ({self.vmax})")
+            raise ValueError(
+                f"Scale {self.ramp!r}: vmin ({self.vmin}) must be below vmax ({self.vmax})"
+            )
 
     def as_dict(self) -> dict[str, str | float]:
         """The `scale` object of summary.json: {"ramp", "vmin", "vmax"}."""
@@ -64,7 +66,9 @@ def _lut_index(values: np.ndarray, *, vmin: float, vmax: float) -> np.ndarray:
     return np.minimum(index, N_COLOURS - 1).astype(np.intp)
 
 
-def _colorize_block(block: np.ndarray, *, table: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
+def _colorize_block(
+    block: np.ndarray, *, table: np.ndarray, vmin: float, vmax: float
+) -> np.ndarray:
     valid = ~np.isnan(block)
     out = np.zeros((4, *block.shape), dtype=np.uint8)
     rgb = table[_lut_index(block, vmin=vmin, vmax=vmax)]  # (y, x, 3)

@@ -27,7 +27,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ClassDef:
-    """A value class [lower, upper): lower bound inclusive; the last class of an index includes upper."""
+    """A value class [lower, upper): lower bound inclusive; an index's last class includes upper."""
 
     name: str
     lower: float

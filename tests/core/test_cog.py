@@ -57,7 +57,8 @@ def written(values, tmp_path_factory) -> dict[str, Path]:
 
 def test_cog_profiles__data_in_one_place():
     f32, rgba = COG_PROFILES["float32"], COG_PROFILES["rgba"]
-    assert f32["creation"]["PREDICTOR"] == "FLOATING_POINT" and f32["creation"]["BLOCKSIZE"] == "512"
+    assert f32["creation"]["PREDICTOR"] == "FLOATING_POINT"
+    assert f32["creation"]["BLOCKSIZE"] == "512"
     assert f32["creation"]["OVERVIEW_RESAMPLING"] == "AVERAGE" and np.isnan(f32["nodata"])
     assert rgba["creation"]["PREDICTOR"] == "STANDARD" and rgba["dtype"] == "uint8"
 

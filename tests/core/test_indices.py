@@ -51,7 +51,8 @@ REFERENCE = {  # numpy float64 references, straight from DESIGN.md §3
 def test_ndvi__analytic_values():
     nir = raster([[1.0, 0.0, 0.5, 0.75, 0.25]])
     red = raster([[0.0, 1.0, 0.5, 0.25, 0.75]])
-    np.testing.assert_array_equal(indices.ndvi(nir=nir, red=red).values, [[1.0, -1.0, 0.0, 0.5, -0.5]])
+    result = indices.ndvi(nir=nir, red=red).values
+    np.testing.assert_array_equal(result, [[1.0, -1.0, 0.0, 0.5, -0.5]])
 
 
 def test_ndvi__nan_where_denominator_zero_or_input_nan():

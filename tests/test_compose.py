@@ -330,6 +330,17 @@ def check_dockerfile(text: str, *, ignore: list[str]) -> list[str]:
     return problems
 
 
+def check_lock(text: str) -> list[str]:
+    """The image installs requirements.lock before the source is copied: third-party pins only."""
+    name = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["name"]
+    problems = []
+    for line in text.splitlines():
+        line = line.split("#")[0].strip()
+        if re.match(r"(-e|--editable)\b|\.$|file:", line) or re.match(rf"{name}\b", line, re.I):
+            problems.append(f"requirements.lock: {line!r} needs the project source; pin only deps")
+    return problems
+
+
 def check_entrypoints(c: dict[str, Any], *, dockerfile: str) -> list[str]:
     """Modules and files named by the image CMD and the compose commands exist in the image."""
     problems, ins = [], dockerfile_instructions(dockerfile)
@@ -527,6 +538,18 @@ def test_compose__no_literal_secrets__detects_breakage(compose: dict[str, Any], 
 def test_dockerfile__builds_one_nonroot_image_from_the_lock() -> None:
     ignore = dockerignore_patterns()
     assert check_dockerfile(DOCKERFILE.read_text(), ignore=ignore) == []
+
+
+def test_lock__pins_only_third_party_packages() -> None:
+    lock = REPO / "requirements.lock"
+    assert lock.exists(), "requirements.lock is missing: the Docker build installs from it"
+    text = lock.read_text()
+    assert re.search(r"^dagster==", text, re.M | re.I) and check_lock(text) == []
+
+
+@pytest.mark.parametrize("line", ["-e .", "imagery-pipeline @ file:///work/main", "."])
+def test_lock__pins_only_third_party_packages__detects_breakage(line: str) -> None:
+    assert check_lock(f"dagster==1.13.27\n{line}\n") != []
 
 
 @pytest.mark.parametrize(("old", "new", "expected"), [

@@ -1,0 +1,262 @@
+"""The embedded default store: a local folder with one sub-folder per bucket (IMAGERY_DATA_DIR).
+
+Keys map to paths segment by segment, so files an operator drops into `<root>/<bucket>/` are
+objects under the same names. Two escapes make every S3 key representable: an empty segment
+('a//b', or a trailing '/') is stored as a folder/file named '%', and a literal '%' as '%25'.
+A key with a '.' or '..' segment, a leading '/', or a NUL is refused with ValueError: it would
+name a different file, or one outside the bucket.
+
+Writes go to `<root>/.staging/` first and are moved into place with os.replace, so a reader never
+sees a half-written object (bucket names cannot start with '.', so staging is never a bucket).
+ETags are the MD5 of the content, as S3 gives for single-part uploads, cached per file version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from resources.object_store.base import (
+    BucketNotFound,
+    ObjectInfo,
+    ObjectNotFound,
+    ObjectStore,
+    ObjectStoreError,
+    common_prefixes,
+)
+
+_CHUNK = 1 << 20
+
+
+def _encode_segment(segment: str) -> str:
+    return "%" if segment == "" else segment.replace("%", "%25")
+
+
+def _decode_segment(name: str) -> str:
+    return "" if name == "%" else name.replace("%25", "%")
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+class LocalObjectStore(ObjectStore):
+    def __init__(self, *, root: Path) -> None:
+        self.root = Path(root).resolve()
+        self._etags: dict[tuple[int, int, int, int], str] = {}
+        self._lock = threading.Lock()
+
+    # -- paths -------------------------------------------------------------------------------
+    def _bucket_dir(self, bucket: str, *, must_exist: bool = True) -> Path:
+        if not bucket or "/" in bucket or "\\" in bucket or bucket.startswith(".") or "\0" in bucket:
+            raise ValueError(f"invalid bucket name {bucket!r}: use a plain name like 'imagery-uploads'")
+        folder = self.root / bucket
+        if must_exist and not folder.is_dir():
+            raise BucketNotFound(f"bucket {bucket!r} does not exist in the local store {self.root} "
+                                 f"(create the folder {folder} or run ensure_bucket)")
+        return folder
+
+    def _path(self, bucket: str, key: str) -> Path:
+        if not key or key.startswith("/") or "\0" in key:
+            raise ValueError(f"key {key!r} is not a relative object key inside bucket {bucket!r}")
+        segments = key.split("/")
+        if any(s in (".", "..") for s in segments):
+            raise ValueError(f"key {key!r} has a '.' or '..' segment, which would escape or alias "
+                             f"a path in bucket {bucket!r}; use plain names")
+        return self._bucket_dir(bucket).joinpath(*(_encode_segment(s) for s in segments))
+
+    def _existing_file(self, bucket: str, key: str) -> Path:
+        path = self._path(bucket, key)
+        if not path.is_file():
+            raise ObjectNotFound(f"no object {key!r} in bucket {bucket!r} of the local store {self.root}")
+        return path
+
+    # -- metadata ----------------------------------------------------------------------------
+    def _info(self, key: str, path: Path, stat: os.stat_result | None = None) -> ObjectInfo:
+        st = stat or path.stat()
+        version = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        with self._lock:
+            etag = self._etags.get(version)
+        if etag is None:
+            digest = hashlib.md5(usedforsecurity=False)
+            with path.open("rb") as f:
+                while chunk := f.read(_CHUNK):
+                    digest.update(chunk)
+            etag = digest.hexdigest()
+            with self._lock:
+                self._etags[version] = etag
+        return ObjectInfo(key=key, size=st.st_size, etag=etag,
+                          last_modified=datetime.fromtimestamp(st.st_mtime, tz=UTC))
+
+    def head(self, bucket: str, key: str) -> ObjectInfo | None:
+        path = self._path(bucket, key)
+        try:
+            st = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return self._info(key, path, st) if path.is_file() else None
+
+    # -- listing -----------------------------------------------------------------------------
+    def _entries(self, folder: Path, key_prefix: str) -> list[tuple[bytes, str, os.DirEntry]]:
+        """(sort key, key or key prefix, entry) of a folder, in S3 key order."""
+        try:
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        out = []
+        for entry in entries:
+            name = key_prefix + _decode_segment(entry.name)
+            if entry.is_dir(follow_symlinks=False):
+                name += "/"
+            elif not entry.is_file():
+                continue
+            out.append((_utf8(name), name, entry))
+        out.sort(key=lambda item: item[0])
+        return out
+
+    def _walk(self, folder: Path, key_prefix: str, prefix: str, after: bytes | None) -> Iterator[ObjectInfo]:
+        for sort_key, name, entry in self._entries(folder, key_prefix):
+            if entry.is_dir(follow_symlinks=False):
+                if not (name.startswith(prefix) or prefix.startswith(name)):
+                    continue
+                if after is not None and sort_key < after and not after.startswith(sort_key):
+                    continue
+                yield from self._walk(Path(entry.path), name, prefix, after)
+            elif name.startswith(prefix) and (after is None or sort_key > after):
+                try:
+                    yield self._info(name, Path(entry.path))
+                except FileNotFoundError:  # replaced or deleted while listing
+                    continue
+
+    def _start(self, bucket: str, prefix: str) -> tuple[Path, str] | None:
+        """The deepest folder holding every key that starts with `prefix`, and its key prefix;
+        None when no valid key can start with `prefix`."""
+        folder = self._bucket_dir(bucket)
+        head = prefix.rsplit("/", 1)[0] + "/" if "/" in prefix else ""
+        segments = head.split("/")[:-1]
+        if any(s in (".", "..") for s in segments) or prefix.startswith("/"):
+            return None
+        return folder.joinpath(*(_encode_segment(s) for s in segments)), head
+
+    def list_objects(self, bucket: str, *, prefix: str = "",
+                     start_after: str | None = None) -> Iterator[ObjectInfo]:
+        start = self._start(bucket, prefix)
+        if start is None:
+            return iter(())
+        after = _utf8(start_after) if start_after else None
+        return self._walk(*start, prefix, after)
+
+    def list_prefixes(self, bucket: str, *, prefix: str = "", delimiter: str = "/") -> Iterator[str]:
+        if delimiter != "/":
+            return common_prefixes((o.key for o in self.list_objects(bucket, prefix=prefix)),
+                                   prefix=prefix, delimiter=delimiter)
+        start = self._start(bucket, prefix)
+        return iter(()) if start is None else self._folder_prefixes(*start, prefix)
+
+    def _folder_prefixes(self, folder: Path, key_prefix: str, prefix: str) -> Iterator[str]:
+        for _, name, entry in self._entries(folder, key_prefix):
+            if entry.is_dir(follow_symlinks=False) and name.startswith(prefix):
+                # S3 has a prefix only while some object lives under it.
+                if next(self._walk(Path(entry.path), name, name, None), None) is not None:
+                    yield name
+
+    # -- reading -----------------------------------------------------------------------------
+    def open_read(self, bucket: str, key: str) -> BinaryIO:
+        path = self._existing_file(bucket, key)
+        try:
+            return path.open("rb")
+        except FileNotFoundError:
+            raise ObjectNotFound(f"no object {key!r} in bucket {bucket!r} of the local store {self.root}") from None
+
+    def download_file(self, bucket: str, key: str, path: Path) -> None:
+        path = Path(path)
+        with self.open_read(bucket, key) as src:
+            _atomic_write(path, lambda dst: shutil.copyfileobj(src, dst, _CHUNK))
+
+    # -- writing -----------------------------------------------------------------------------
+    def _put(self, bucket: str, key: str, fill) -> ObjectInfo:
+        path = self._path(bucket, key)
+        staging = self.root / ".staging"
+        staging.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as err:
+            raise ObjectStoreError(f"cannot store {key!r} in bucket {bucket!r} of the local store: "
+                                   f"a parent of it is already an object ({err.filename})") from err
+        if path.is_dir():
+            raise ObjectStoreError(f"cannot store {key!r} in bucket {bucket!r} of the local store: "
+                                   f"other objects live under '{key}/'; the local store cannot "
+                                   "hold both")
+        _atomic_write(path, fill, staging=staging)
+        return self._info(key, path)
+
+    def put_bytes(self, bucket: str, key: str, data: bytes, *,
+                  content_type: str | None = None) -> ObjectInfo:
+        return self._put(bucket, key, lambda dst: dst.write(data))
+
+    def upload_file(self, bucket: str, key: str, path: Path, *,
+                    content_type: str | None = None) -> ObjectInfo:
+        with Path(path).open("rb") as src:
+            return self._put(bucket, key, lambda dst: shutil.copyfileobj(src, dst, _CHUNK))
+
+    def delete(self, bucket: str, key: str) -> None:
+        path = self._path(bucket, key)
+        try:
+            path.unlink()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return
+        top = self._bucket_dir(bucket)
+        for parent in path.parents:  # drop folders the object leaves empty, like S3 prefixes
+            if parent == top:
+                break
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+
+    def ensure_bucket(self, bucket: str) -> None:
+        self._bucket_dir(bucket, must_exist=False).mkdir(parents=True, exist_ok=True)
+
+    # -- addressing --------------------------------------------------------------------------
+    def presigned_get(self, bucket: str, key: str, *, expires_s: int) -> str:
+        return self.uri(bucket, key)
+
+    def presigned_put(self, bucket: str, key: str, *, expires_s: int) -> str:
+        raise NotImplementedError(
+            "the local store has no HTTP endpoint for presigned uploads; copy the file into "
+            f"{self.root / bucket} instead, or configure MINIO_ENDPOINT_URL to use S3/MinIO")
+
+    def uri(self, bucket: str, key: str) -> str:
+        return self._path(bucket, key).as_uri()
+
+    def gdal_path(self, bucket: str, key: str) -> str:
+        return str(self._path(bucket, key))
+
+    def gdal_options(self) -> dict[str, str]:
+        return {}
+
+    def invalidate(self, bucket: str, key: str) -> None:
+        """Nothing to do: GDAL does not cache local files across opens, and writes replace inodes."""
+
+
+def _atomic_write(path: Path, fill, *, staging: Path | None = None) -> None:
+    """Write through `fill(file)` into a temp file, fsync, then os.replace it onto `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".part-", dir=staging or path.parent)
+    try:
+        with os.fdopen(fd, "wb") as dst:
+            fill(dst)
+            os.fchmod(dst.fileno(), 0o644)  # mkstemp's 0600 would hide objects from other users
+            dst.flush()
+            os.fsync(dst.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,56 @@
+"""The Dagster resource that picks the object-store backend from configuration."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+from pydantic import PrivateAttr
+
+from resources.object_store.base import ObjectStore
+from resources.object_store.local import LocalObjectStore
+from resources.object_store.s3 import S3ObjectStore
+
+
+class ObjectStoreResource(dg.ConfigurableResource):
+    """S3/MinIO when `endpoint_url` is set (MINIO_ENDPOINT_URL), else a local folder (IMAGERY_DATA_DIR)."""
+
+    endpoint_url: str | None = None
+    access_key: str | None = None
+    secret_key: str | None = None
+    region: str = "us-east-1"
+    data_dir: str = "./data"
+    imagery_bucket: str = "imagery-uploads"
+    heatmap_bucket: str = "analysis-heatmaps"
+    report_bucket: str = "reports"
+
+    _store: ObjectStore | None = PrivateAttr(default=None)
+
+    def store(self) -> ObjectStore:
+        """The backend, built once per resource instance."""
+        if self._store is None:
+            if self.endpoint_url:
+                if not self.access_key or not self.secret_key:
+                    raise ValueError(f"MINIO_ENDPOINT_URL is {self.endpoint_url} but MINIO_ACCESS_KEY "
+                                     "or MINIO_SECRET_KEY is empty; set both")
+                self._store = S3ObjectStore(endpoint_url=self.endpoint_url, access_key=self.access_key,
+                                            secret_key=self.secret_key, region=self.region)
+            else:
+                self._store = LocalObjectStore(root=Path(self.data_dir))
+        return self._store
+
+    @classmethod
+    def from_env(cls) -> ObjectStoreResource:
+        """Built from the DESIGN.md §5 variables as they are now (for the CLI and the demo)."""
+        env = os.environ
+        return cls(
+            endpoint_url=env.get("MINIO_ENDPOINT_URL") or None,
+            access_key=env.get("MINIO_ACCESS_KEY") or None,
+            secret_key=env.get("MINIO_SECRET_KEY") or None,
+            region=env.get("MINIO_REGION") or "us-east-1",
+            data_dir=env.get("IMAGERY_DATA_DIR") or "./data",
+            imagery_bucket=env.get("IMAGERY_BUCKET") or "imagery-uploads",
+            heatmap_bucket=env.get("HEATMAP_BUCKET") or "analysis-heatmaps",
+            report_bucket=env.get("REPORT_BUCKET") or "reports",
+        )

@@ -153,7 +153,7 @@ def _footprint(header: HeaderInfo, grid: Grid, offset: tuple[int, int] | None):
     left, bottom, right, top = transform_bounds(header.crs, grid.crs, px.min(), py.min(),
                                                 px.max(), py.max(), densify_pts=21)
     inv = ~grid.transform
-    cols, rows = zip(*(inv * (x, y) for x in (left, right) for y in (bottom, top)))
+    cols, rows = zip(*(inv @ (x, y) for x in (left, right) for y in (bottom, top)))
     return (int(np.floor(min(rows))) - 1, int(np.ceil(max(rows))) + 1,
             int(np.floor(min(cols))) - 1, int(np.ceil(max(cols))) + 1)
 

@@ -153,7 +153,10 @@ def _moments(parts: LazyStats, group: int) -> tuple[float, float | None, float |
     if n <= 0:
         return 0.0, None, None
     mean = row[SUM] / n
-    var = max(row[SUMSQ] / n - mean * mean, 0.0)
+    mean_sq = row[SUMSQ] / n
+    var = mean_sq - mean * mean
+    # below the float64 rounding noise of E[x²] - mean² the variance is zero (constant data)
+    var = var if var > 8 * np.finfo(np.float64).eps * mean_sq else 0.0
     return n, float(mean), float(math.sqrt(var))
 
 

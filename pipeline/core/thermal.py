@@ -177,7 +177,7 @@ def find_hotspots(celsius: xr.DataArray, *, threshold: float, grid: Grid,
         if merged["area"][k] < min_area_m2:
             continue
         row, col = merged["row"][k] / merged["count"][k], merged["col"][k] / merged["count"][k]
-        x, y = grid.transform * (col, row)
+        x, y = grid.transform @ (col, row)
         spots.append(Hotspot(centroid=(float(x), float(y)), area_m2=float(merged["area"][k]),
                              max_c=float(maxs[k])))
     return sorted(spots, key=lambda s: (-s.max_c, -s.area_m2))

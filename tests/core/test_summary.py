@@ -27,7 +27,7 @@ NDVI_CLASSES = [("bare", -1.0, 0.2), ("stressed", 0.2, 0.4), ("moderate", 0.4, 0
 
 
 def make_summary(*, n_zones: int = 3, thermal: bool = True, batch_id: str = "farm7-north-2026-06-14") -> Summary:
-    """A plausible summary of a 400 x 300 px, 0.05 m grid (60 m²) with NDVI, NDRE and thermal."""
+    """A plausible summary of a 400 x 300 px, 0.05 m grid (20 m × 15 m = 300 m²) with NDVI, NDRE and thermal."""
     area = 400 * 300 * 0.05 * 0.05
     fractions = [0.1, 0.2, 0.3, 0.4]
     indices = {

@@ -1,0 +1,124 @@
+"""Vector drawings for the PDF: colour legend, scale bar with north arrow, histogram.
+
+Every colour comes from `ramp_colours` — the same LUT (`pipeline.core.ramps.lut`) and value mapping
+that coloured the heatmap PNG — so a colour on the legend means the value it means on the map.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from reportlab.graphics.shapes import Drawing, Line, Polygon, Rect, String
+from reportlab.lib import colors
+
+from pipeline.core import ramps
+from pipeline.core.summary import Histogram, Scale
+
+FONT = "Helvetica"
+FONT_SIZE = 8
+
+
+def _scale(scale: Scale) -> ramps.Scale:
+    return ramps.Scale(ramp=scale.ramp, vmin=scale.vmin, vmax=scale.vmax)
+
+
+def ramp_colours(scale: Scale, values: np.ndarray) -> list[colors.Color]:
+    """The heatmap colour of each value (clipped to the scale), exactly as `ramps.colorize` maps it."""
+    table = ramps.lut(scale.ramp)
+    t = (np.clip(np.asarray(values, dtype=np.float64), scale.vmin, scale.vmax) - scale.vmin) / (scale.vmax - scale.vmin)
+    index = np.minimum(np.floor(t * ramps.N_COLOURS), ramps.N_COLOURS - 1).astype(int)
+    return [colors.Color(*(table[i] / 255.0)) for i in index]
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.2f}" if abs(value) < 100 else f"{value:.0f}"
+
+
+def legend(scale: Scale, *, width: float, unit: str = "", steps: int = 128) -> Drawing:
+    """A horizontal colour bar from vmin to vmax with the `legend_stops` values printed under it."""
+    bar_h, pad = 10.0, 12.0
+    drawing = Drawing(width, bar_h + 22)
+    x0, x1 = pad, width - pad
+    y = 14.0
+    edges = np.linspace(x0, x1, steps + 1)
+    centres = scale.vmin + (np.arange(steps) + 0.5) / steps * (scale.vmax - scale.vmin)
+    for (a, b), colour in zip(zip(edges[:-1], edges[1:]), ramp_colours(scale, centres), strict=True):
+        drawing.add(Rect(a, y, b - a + 0.3, bar_h, fillColor=colour, strokeColor=None))
+    drawing.add(Rect(x0, y, x1 - x0, bar_h, fillColor=None, strokeColor=colors.black, strokeWidth=0.5))
+    for value, _rgb in ramps.legend_stops(_scale(scale), n=6):
+        x = x0 + (value - scale.vmin) / (scale.vmax - scale.vmin) * (x1 - x0)
+        drawing.add(Line(x, y, x, y - 3, strokeWidth=0.5))
+        drawing.add(String(x, 2, _fmt(value), fontName=FONT, fontSize=FONT_SIZE, textAnchor="middle"))
+    if unit:
+        drawing.add(String(x1, y + bar_h + 2, unit, fontName=FONT, fontSize=FONT_SIZE, textAnchor="end"))
+    return drawing
+
+
+def round_length(target_m: float) -> float:
+    """The largest 1, 2 or 5 × 10^k metres not above `target_m`."""
+    if target_m <= 0:
+        raise ValueError("scale bar length must be positive")
+    power = 10 ** math.floor(math.log10(target_m))
+    return max(m * power for m in (1, 2, 5) if m * power <= target_m)
+
+
+def _length_label(metres: float) -> str:
+    if metres >= 1000:
+        return f"{metres / 1000:g} km"
+    return f"{metres:g} m" if metres >= 1 else f"{metres * 100:g} cm"
+
+
+def scale_bar(*, width: float, map_width_pt: float, ground_width_m: float | None) -> Drawing:
+    """Scale bar (a round length, about a quarter of the map) and a grid-north arrow.
+
+    `ground_width_m` None (a geographic CRS) leaves out the bar and says so."""
+    drawing = Drawing(width, 30)
+    if ground_width_m and ground_width_m > 0 and map_width_pt > 0:
+        metres = round_length(ground_width_m / 4)
+        length = metres / ground_width_m * map_width_pt
+        x0, y0 = 4.0, 14.0
+        half = length / 2
+        drawing.add(Rect(x0, y0, half, 4, fillColor=colors.black, strokeColor=colors.black, strokeWidth=0.5))
+        drawing.add(Rect(x0 + half, y0, half, 4, fillColor=colors.white, strokeColor=colors.black, strokeWidth=0.5))
+        drawing.add(String(x0, 2, "0", fontName=FONT, fontSize=FONT_SIZE, textAnchor="middle"))
+        drawing.add(String(x0 + length, 2, _length_label(metres), fontName=FONT, fontSize=FONT_SIZE,
+                           textAnchor="middle"))
+    else:
+        drawing.add(String(4, 10, "no scale bar: the grid's CRS is not in metres", fontName=FONT,
+                           fontSize=FONT_SIZE))
+    ax = width - 40
+    drawing.add(Polygon([ax, 26, ax - 5, 10, ax, 14, ax + 5, 10], fillColor=colors.black, strokeColor=colors.black))
+    drawing.add(String(ax, 0, "N", fontName=FONT + "-Bold", fontSize=FONT_SIZE + 1, textAnchor="middle"))
+    drawing.add(String(ax + 10, 14, "grid north", fontName=FONT, fontSize=FONT_SIZE))
+    return drawing
+
+
+def histogram(hist: Histogram, *, scale: Scale | None, width: float, height: float,
+              unit: str = "") -> Drawing:
+    """Bars of pixel counts per bin, each coloured as the heatmap colours its bin centre."""
+    drawing = Drawing(width, height)
+    left, bottom, top = 40.0, 26.0, 8.0
+    plot_w, plot_h = width - left - 10, height - bottom - top
+    lo, hi = hist.edges[0], hist.edges[-1]
+    peak = max(max(hist.counts), 1)
+    centres = np.array([(a + b) / 2 for a, b in zip(hist.edges[:-1], hist.edges[1:])])
+    fills = ramp_colours(scale, centres) if scale else [colors.grey] * len(centres)
+    for a, b, count, fill in zip(hist.edges[:-1], hist.edges[1:], hist.counts, fills, strict=True):
+        x = left + (a - lo) / (hi - lo) * plot_w
+        w = (b - a) / (hi - lo) * plot_w
+        drawing.add(Rect(x, bottom, w, count / peak * plot_h, fillColor=fill, strokeColor=colors.white,
+                         strokeWidth=0.2))
+    drawing.add(Line(left, bottom, left + plot_w, bottom, strokeWidth=0.5))
+    drawing.add(Line(left, bottom, left, bottom + plot_h, strokeWidth=0.5))
+    for value in np.linspace(lo, hi, 6):
+        x = left + (value - lo) / (hi - lo) * plot_w
+        drawing.add(Line(x, bottom, x, bottom - 3, strokeWidth=0.5))
+        drawing.add(String(x, bottom - 12, _fmt(float(value)), fontName=FONT, fontSize=FONT_SIZE,
+                           textAnchor="middle"))
+    drawing.add(String(left - 4, bottom + plot_h - 6, f"{peak:,}", fontName=FONT, fontSize=FONT_SIZE,
+                       textAnchor="end"))
+    drawing.add(String(left - 4, bottom - 3, "0", fontName=FONT, fontSize=FONT_SIZE, textAnchor="end"))
+    drawing.add(String(left + plot_w / 2, 2, f"value{f' ({unit})' if unit else ''} — pixels per bin",
+                       fontName=FONT, fontSize=FONT_SIZE, textAnchor="middle"))
+    return drawing

@@ -1,0 +1,317 @@
+"""The PDF report (A4): a cover, one section per index, a thermal section. Same facts as summary.json.
+
+`render_report` is pure: same `Summary` + `ReportContext` → byte-identical PDF (reportlab invariant
+mode, creation date fixed to `summary.generated_at`). Map images are the PNG previews named in the
+context; their legends are drawn from the summary's `scale`, so colours agree with the heatmaps.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from xml.sax.saxutils import escape
+
+from reportlab.lib import colors
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+from reportlab.lib.units import mm
+from reportlab.lib.utils import ImageReader
+from reportlab.pdfgen.canvas import Canvas
+from reportlab.platypus import (
+    BaseDocTemplate,
+    Flowable,
+    Frame,
+    Image,
+    KeepTogether,
+    LongTable,
+    NextPageTemplate,
+    PageBreak,
+    PageTemplate,
+    Paragraph,
+    Spacer,
+    Table,
+    TableStyle,
+)
+
+from pipeline.core import report_charts as charts
+from pipeline.core.summary import IndexSummary, ReportContext, Summary, ThermalSummary
+
+PAGE_W, PAGE_H = A4
+MARGIN = 18 * mm
+FRAME_W = PAGE_W - 2 * MARGIN
+MAP_MAX_H = 95 * mm
+INDEX_NAMES = {
+    "ndvi": "Normalized difference vegetation index",
+    "ndre": "Normalized difference red-edge index",
+    "gndvi": "Green normalized difference vegetation index",
+    "savi": "Soil-adjusted vegetation index",
+    "evi": "Enhanced vegetation index",
+    "vari": "Visible atmospherically resistant index",
+}
+THERMAL_TITLE = "Thermal — surface temperature (°C)"
+
+_STYLES = getSampleStyleSheet()
+BODY = ParagraphStyle("body", parent=_STYLES["BodyText"], fontName="Helvetica", fontSize=9, leading=12)
+SMALL = ParagraphStyle("small", parent=BODY, fontSize=8, leading=10)
+H1 = ParagraphStyle("h1", parent=_STYLES["Heading1"], fontName="Helvetica-Bold", fontSize=16, leading=20)
+H2 = ParagraphStyle("h2", parent=_STYLES["Heading2"], fontName="Helvetica-Bold", fontSize=11, leading=14,
+                    spaceBefore=8, spaceAfter=4, keepWithNext=1)
+TITLE = ParagraphStyle("title", parent=H1, fontSize=24, leading=30, spaceAfter=6)
+TABLE_STYLE = TableStyle([
+    ("FONT", (0, 0), (-1, -1), "Helvetica", 8.5),
+    ("FONT", (0, 0), (-1, 0), "Helvetica-Bold", 8.5),
+    ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e6e9ed")),
+    ("LINEBELOW", (0, 0), (-1, 0), 0.6, colors.HexColor("#5b6670")),
+    ("ROWBACKGROUNDS", (0, 1), (-1, -1), [colors.white, colors.HexColor("#f6f7f9")]),
+    ("ALIGN", (1, 0), (-1, -1), "RIGHT"),
+    ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
+    ("TOPPADDING", (0, 0), (-1, -1), 2),
+    ("BOTTOMPADDING", (0, 0), (-1, -1), 2),
+])
+
+
+def section_title(name: str) -> str:
+    """The heading of an index's section, e.g. "NDVI — Normalized difference vegetation index"."""
+    long = INDEX_NAMES.get(name)
+    return f"{name.upper()} — {long}" if long else name.upper()
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:,.{digits}f}"
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value * 100:.1f} %"
+
+
+def _ha(area_m2: float | None) -> str:
+    return "–" if area_m2 is None else f"{area_m2 / 1e4:,.4f}" if area_m2 < 1e4 else f"{area_m2 / 1e4:,.2f}"
+
+
+def _when(value: datetime | None) -> str:
+    return "unknown" if value is None else value.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _table(rows: Sequence[Sequence[object]], widths: Sequence[float] | None = None, *, long: bool = False,
+           extra: Sequence[tuple] = ()) -> Table:
+    cls = LongTable if long else Table
+    table = cls([list(r) for r in rows], colWidths=widths, repeatRows=1, hAlign="LEFT")
+    table.setStyle(TABLE_STYLE)
+    if extra:
+        table.setStyle(TableStyle(list(extra)))
+    return table
+
+
+# ---- page furniture ---------------------------------------------------------------------------
+
+
+def _canvas_class(summary: Summary) -> type[Canvas]:
+    """A canvas that writes "page N of M" once the page count is known, and a fixed creation date."""
+    stamp = summary.generated_at.strftime("D:%Y%m%d%H%M%S+00'00'")
+
+    class NumberedCanvas(Canvas):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)
+            self._pages: list[dict] = []
+            self.setDateFormatter(lambda *_: stamp)
+
+        def showPage(self) -> None:  # noqa: N802 (reportlab API)
+            self._pages.append(dict(self.__dict__))
+            self._startPage()
+
+        def save(self) -> None:
+            total = len(self._pages)
+            for number, state in enumerate(self._pages, start=1):
+                self.__dict__.update(state)
+                self.setFont("Helvetica", 8)
+                self.setFillColor(colors.HexColor("#444444"))
+                self.drawRightString(PAGE_W - MARGIN, MARGIN / 2, f"page {number} of {total}")
+                super().showPage()
+            super().save()
+
+    return NumberedCanvas
+
+
+def _furniture(summary: Summary, *, header: bool) -> Callable[[Canvas, BaseDocTemplate], None]:
+    generated = _when(summary.generated_at)
+
+    def on_page(canvas: Canvas, doc: BaseDocTemplate) -> None:
+        canvas.saveState()
+        canvas.setFont("Helvetica", 8)
+        canvas.setFillColor(colors.HexColor("#444444"))
+        if header:
+            y = PAGE_H - MARGIN / 2 - 4
+            canvas.drawString(MARGIN, y, f"Imagery report · batch {summary.batch_id}")
+            canvas.drawRightString(PAGE_W - MARGIN, y, f"generated {generated}")
+            canvas.setStrokeColor(colors.HexColor("#b0b6bc"))
+            canvas.setLineWidth(0.5)
+            canvas.line(MARGIN, y - 4, PAGE_W - MARGIN, y - 4)
+        canvas.drawString(MARGIN, MARGIN / 2, f"batch {summary.batch_id} · generated {generated} · "
+                                              f"code {summary.code_version}")
+        canvas.restoreState()
+
+    return on_page
+
+
+def _document(buffer: io.BytesIO, summary: Summary, *, invariant: bool) -> BaseDocTemplate:
+    doc = BaseDocTemplate(
+        buffer, pagesize=A4, invariant=1 if invariant else 0, leftMargin=MARGIN, rightMargin=MARGIN,
+        topMargin=MARGIN, bottomMargin=MARGIN, title=f"Imagery report {summary.batch_id}",
+        author="imagery pipeline", subject=f"batch {summary.batch_id}", creator=f"imagery pipeline {summary.code_version}",
+    )
+    frame = Frame(MARGIN, MARGIN, FRAME_W, PAGE_H - 2 * MARGIN, id="main")
+    doc.addPageTemplates([
+        PageTemplate(id="cover", frames=[frame], onPage=_furniture(summary, header=False)),
+        PageTemplate(id="body", frames=[frame], onPage=_furniture(summary, header=True)),
+    ])
+    return doc
+
+
+# ---- sections ---------------------------------------------------------------------------------
+
+
+def _cover(summary: Summary, context: ReportContext) -> list[Flowable]:
+    grid = summary.grid
+    extent_m2 = grid.width * grid.height * grid.pixel_size[0] * grid.pixel_size[1]
+    imaged_m2 = max((s.valid_area_m2 for s in summary.indices.values()), default=0.0)
+    platform = " / ".join(p for p in (context.platform, context.sensor) if p) or "not stated"
+    rows = [
+        ["Batch", summary.batch_id],
+        ["Captured", _when(context.captured_at)],
+        ["Platform / sensor", platform],
+        ["Area covered", f"{_ha(imaged_m2)} ha with data (grid extent {_ha(extent_m2)} ha)"],
+        ["Grid CRS", grid.crs],
+        ["Pixel size", f"{grid.pixel_size[0]:g} × {grid.pixel_size[1]:g} (CRS units)"],
+        ["Grid size", f"{grid.width:,} × {grid.height:,} px"],
+        ["Bounds", ", ".join(f"{b:,.2f}" for b in grid.bounds)],
+        ["Indices", ", ".join(n.upper() for n in summary.indices) or "none"],
+        ["Thermal", "yes" if summary.thermal else "no"],
+        ["Zones", str(len(summary.zones))],
+        ["Generated", _when(summary.generated_at)],
+        ["Code version", summary.code_version],
+    ]
+    table = Table([[Paragraph(f"<b>{escape(k)}</b>", BODY), Paragraph(escape(v), BODY)] for k, v in rows],
+                  colWidths=[45 * mm, FRAME_W - 45 * mm], hAlign="LEFT")
+    table.setStyle(TableStyle([("LINEBELOW", (0, 0), (-1, -1), 0.3, colors.HexColor("#d0d4d8")),
+                               ("VALIGN", (0, 0), (-1, -1), "TOP")]))
+    contents = [section_title(n) for n in summary.indices] + ([THERMAL_TITLE] if summary.thermal else [])
+    return [
+        Spacer(1, 30 * mm),
+        Paragraph("Crop imagery report", TITLE),
+        Paragraph(escape(summary.batch_id), H1),
+        Spacer(1, 8 * mm),
+        table,
+        Spacer(1, 8 * mm),
+        Paragraph("Sections", H2),
+        *[Paragraph(f"{i}. {escape(t)}", BODY) for i, t in enumerate(contents, start=1)],
+        Spacer(1, 6 * mm),
+        Paragraph("Values are computed on the batch grid from surface reflectance; percentages of a class are of "
+                  "pixels with valid data. Maps are oriented to grid north.", SMALL),
+    ]
+
+
+def _map_block(summary: Summary, context: ReportContext, key: str, scale, unit: str) -> list[Flowable]:
+    path = context.maps.get(key)
+    if path is None:
+        return [Paragraph(f"No map image was supplied for {escape(key)}.", BODY)]
+    pixel_w, pixel_h = ImageReader(str(path)).getSize()
+    ratio = min(FRAME_W / pixel_w, MAP_MAX_H / pixel_h)
+    width, height = pixel_w * ratio, pixel_h * ratio
+    image = Image(str(path), width=width, height=height, hAlign="LEFT")
+    grid = summary.grid
+    ground_w = grid.width * grid.pixel_size[0] if _metric(grid.crs) else None
+    parts: list[Flowable] = [image, Spacer(1, 2 * mm),
+                             charts.scale_bar(width=FRAME_W, map_width_pt=width, ground_width_m=ground_w)]
+    if scale is not None:
+        parts += [Spacer(1, 1 * mm), charts.legend(scale, width=min(FRAME_W, max(width, 90 * mm)), unit=unit)]
+    return [KeepTogether(parts)]
+
+
+def _metric(crs: str) -> bool:
+    try:
+        from pyproj import CRS
+
+        axis = CRS.from_user_input(crs).axis_info
+        return bool(axis) and axis[0].unit_name in {"metre", "meter"}
+    except Exception:  # noqa: BLE001 - an unparseable CRS only loses the scale bar
+        return False
+
+
+def _histogram_block(context: ReportContext, key: str, scale, unit: str) -> list[Flowable]:
+    hist = context.histograms.get(key)
+    if hist is None:
+        return []
+    return [Paragraph("Distribution", H2), charts.histogram(hist, scale=scale, width=FRAME_W, height=48 * mm,
+                                                          unit=unit)]
+
+
+def _index_section(name: str, stats: IndexSummary, summary: Summary, context: ReportContext) -> list[Flowable]:
+    story: list[Flowable] = [PageBreak(), Paragraph(escape(section_title(name)), H1)]
+    story += _map_block(summary, context, name, stats.scale, unit="")
+    story += [Paragraph("Statistics", H2), _table([
+        ["mean", "std", "min", "max", "p10", "p50", "p90", "valid", "valid area (ha)"],
+        [_num(stats.mean), _num(stats.std), _num(stats.min), _num(stats.max), _num(stats.p10), _num(stats.p50),
+         _num(stats.p90), _pct(stats.valid_fraction), _ha(stats.valid_area_m2)],
+    ])]
+    story += _histogram_block(context, name, stats.scale, unit="")
+    if stats.classes:
+        rows = [["class", "range", "area (ha)", "% of valid"]]
+        swatches = []
+        for row, c in enumerate(stats.classes, start=1):
+            rows.append([c.name, f"{c.lower:g} to {c.upper:g}", _ha(c.area_m2), _pct(c.fraction)])
+            mid = (max(c.lower, stats.scale.vmin) + min(c.upper, stats.scale.vmax)) / 2
+            swatches.append(("LINEBEFORE", (0, row), (0, row), 6, charts.ramp_colours(stats.scale, [mid])[0]))
+        story += [Paragraph("Classes", H2), _table(rows, [35 * mm, 40 * mm, 30 * mm, 30 * mm], extra=swatches)]
+    zones = [z for z in summary.zones if name in z.indices]
+    if zones:
+        rows = [["zone", "area (ha)", "mean", "p10", "p50", "p90"]]
+        for zone in zones:
+            s = zone.indices[name]
+            rows.append([Paragraph(escape(zone.name), SMALL), _ha(zone.area_m2), _num(s.mean), _num(s.p10),
+                         _num(s.p50), _num(s.p90)])
+        story += [Paragraph(f"Zones — {escape(name.upper())}", H2),
+                  _table(rows, [60 * mm, 25 * mm, 22 * mm, 22 * mm, 22 * mm, 22 * mm], long=True)]
+    return story
+
+
+def _thermal_section(thermal: ThermalSummary, summary: Summary, context: ReportContext) -> list[Flowable]:
+    scale = context.thermal_scale
+    story: list[Flowable] = [PageBreak(), Paragraph(THERMAL_TITLE, H1)]
+    story += _map_block(summary, context, "thermal", scale, unit="°C")
+    story += [Paragraph("Statistics", H2), _table([
+        ["mean °C", "min °C", "max °C", "p90 °C", "hotspot threshold °C", "hotspot area (m²)"],
+        [_num(thermal.mean_c, 1), _num(thermal.min_c, 1), _num(thermal.max_c, 1), _num(thermal.p90_c, 1),
+         _num(thermal.hotspot_threshold_c, 1), _num(thermal.hotspot_area_m2, 2)],
+    ])]
+    story += _histogram_block(context, "thermal", scale, unit="°C")
+    threshold = _num(thermal.hotspot_threshold_c, 1)
+    story.append(Paragraph(f"Hotspots (pixels at or above {threshold} °C)", H2))
+    if thermal.hotspots:
+        rows = [["#", "centroid x", "centroid y", "area (m²)", "max °C"]]
+        rows += [[str(i), f"{h.centroid[0]:,.2f}", f"{h.centroid[1]:,.2f}", _num(h.area_m2, 2), _num(h.max_c, 1)]
+                 for i, h in enumerate(thermal.hotspots, start=1)]
+        story.append(_table(rows, [12 * mm, 40 * mm, 40 * mm, 28 * mm, 25 * mm], long=True))
+        story.append(Paragraph(f"Centroids in {escape(summary.grid.crs)}.", SMALL))
+    else:
+        story.append(Paragraph("No hotspot.", BODY))
+    zones = [z for z in summary.zones if z.thermal is not None]
+    if zones:
+        rows = [["zone", "area (ha)", "mean °C", "max °C"]]
+        rows += [[Paragraph(escape(z.name), SMALL), _ha(z.area_m2), _num(z.thermal.mean_c, 1),
+                  _num(z.thermal.max_c, 1)] for z in zones]
+        story += [Paragraph("Zones — thermal", H2), _table(rows, [60 * mm, 25 * mm, 25 * mm, 25 * mm], long=True)]
+    return story
+
+
+def render_report(*, summary: Summary, context: ReportContext, invariant: bool = True) -> bytes:
+    """The report as PDF bytes (A4). With `invariant`, identical inputs give identical bytes."""
+    buffer = io.BytesIO()
+    doc = _document(buffer, summary, invariant=invariant)
+    story: list[Flowable] = [*_cover(summary, context), NextPageTemplate("body")]
+    for name, stats in summary.indices.items():
+        story += _index_section(name, stats, summary, context)
+    if summary.thermal is not None:
+        story += _thermal_section(summary.thermal, summary, context)
+    doc.build(story, canvasmaker=_canvas_class(summary))
+    return buffer.getvalue()

@@ -31,14 +31,16 @@ def ramp_colours(scale: Scale, values: np.ndarray) -> list[colors.Color]:
     return [colors.Color(*(table[i] / 255.0)) for i in index]
 
 
-def _fmt(value: float) -> str:
-    return f"{value:.2f}" if abs(value) < 100 else f"{value:.0f}"
+def _fmt(value: float, span: float = 1.0) -> str:
+    """Two decimals for index-sized ranges, one for tens (°C), none beyond."""
+    digits = 2 if span < 10 else 1 if span < 100 else 0
+    return f"{value:.{digits}f}"
 
 
 def legend(scale: Scale, *, width: float, unit: str = "", steps: int = 128) -> Drawing:
     """A horizontal colour bar from vmin to vmax with the `legend_stops` values printed under it."""
     bar_h, pad = 10.0, 12.0
-    drawing = Drawing(width, bar_h + 22)
+    drawing = Drawing(width, bar_h + 24)
     x0, x1 = pad, width - pad
     y = 14.0
     edges = np.linspace(x0, x1, steps + 1)
@@ -49,9 +51,9 @@ def legend(scale: Scale, *, width: float, unit: str = "", steps: int = 128) -> D
     for value, _rgb in ramps.legend_stops(_scale(scale), n=6):
         x = x0 + (value - scale.vmin) / (scale.vmax - scale.vmin) * (x1 - x0)
         drawing.add(Line(x, y, x, y - 3, strokeWidth=0.5))
-        drawing.add(String(x, 2, _fmt(value), fontName=FONT, fontSize=FONT_SIZE, textAnchor="middle"))
-    if unit:
-        drawing.add(String(x1, y + bar_h + 2, unit, fontName=FONT, fontSize=FONT_SIZE, textAnchor="end"))
+        drawing.add(String(x, 2, _fmt(value, scale.vmax - scale.vmin), fontName=FONT, fontSize=FONT_SIZE, textAnchor="middle"))
+    caption = f"{unit}   white on the map: no data" if unit else "white on the map: no data"
+    drawing.add(String(x1, y + bar_h + 2, caption, fontName=FONT, fontSize=FONT_SIZE, textAnchor="end"))
     return drawing
 
 
@@ -87,7 +89,7 @@ def scale_bar(*, width: float, map_width_pt: float, ground_width_m: float | None
     else:
         drawing.add(String(4, 10, "no scale bar: the grid's CRS is not in metres", fontName=FONT,
                            fontSize=FONT_SIZE))
-    ax = width - 40
+    ax = min(width - 40, map_width_pt - 30) if map_width_pt > 120 else width - 40
     drawing.add(Polygon([ax, 26, ax - 5, 10, ax, 14, ax + 5, 10], fillColor=colors.black, strokeColor=colors.black))
     drawing.add(String(ax, 0, "N", fontName=FONT + "-Bold", fontSize=FONT_SIZE + 1, textAnchor="middle"))
     drawing.add(String(ax + 10, 14, "grid north", fontName=FONT, fontSize=FONT_SIZE))
@@ -114,7 +116,7 @@ def histogram(hist: Histogram, *, scale: Scale | None, width: float, height: flo
     for value in np.linspace(lo, hi, 6):
         x = left + (value - lo) / (hi - lo) * plot_w
         drawing.add(Line(x, bottom, x, bottom - 3, strokeWidth=0.5))
-        drawing.add(String(x, bottom - 12, _fmt(float(value)), fontName=FONT, fontSize=FONT_SIZE,
+        drawing.add(String(x, bottom - 12, _fmt(float(value), hi - lo), fontName=FONT, fontSize=FONT_SIZE,
                            textAnchor="middle"))
     drawing.add(String(left - 4, bottom + plot_h - 6, f"{peak:,}", fontName=FONT, fontSize=FONT_SIZE,
                        textAnchor="end"))

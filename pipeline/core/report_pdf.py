@@ -182,7 +182,7 @@ def _cover(summary: Summary, context: ReportContext) -> list[Flowable]:
         ["Platform / sensor", platform],
         ["Area covered", f"{_ha(imaged_m2)} ha with data (grid extent {_ha(extent_m2)} ha)"],
         ["Grid CRS", grid.crs],
-        ["Pixel size", f"{grid.pixel_size[0]:g} × {grid.pixel_size[1]:g} (CRS units)"],
+        ["Pixel size", f"{grid.pixel_size[0]:g} × {grid.pixel_size[1]:g} {'m' if _metric(grid.crs) else '(CRS units)'}"],
         ["Grid size", f"{grid.width:,} × {grid.height:,} px"],
         ["Bounds", ", ".join(f"{b:,.2f}" for b in grid.bounds)],
         ["Indices", ", ".join(n.upper() for n in summary.indices) or "none"],
@@ -218,7 +218,7 @@ def _map_block(summary: Summary, context: ReportContext, key: str, scale, unit: 
     pixel_w, pixel_h = ImageReader(str(path)).getSize()
     ratio = min(FRAME_W / pixel_w, MAP_MAX_H / pixel_h)
     width, height = pixel_w * ratio, pixel_h * ratio
-    image = Image(str(path), width=width, height=height, hAlign="LEFT")
+    image = _Framed(str(path), width=width, height=height, hAlign="LEFT")
     grid = summary.grid
     ground_w = grid.width * grid.pixel_size[0] if _metric(grid.crs) else None
     parts: list[Flowable] = [image, Spacer(1, 2 * mm),
@@ -226,6 +226,16 @@ def _map_block(summary: Summary, context: ReportContext, key: str, scale, unit: 
     if scale is not None:
         parts += [Spacer(1, 1 * mm), charts.legend(scale, width=min(FRAME_W, max(width, 90 * mm)), unit=unit)]
     return [KeepTogether(parts)]
+
+
+class _Framed(Image):
+    """The map with a hairline frame, so white no-data edges do not dissolve into the page."""
+
+    def draw(self) -> None:
+        super().draw()
+        self.canv.setStrokeColor(colors.HexColor("#9aa0a6"))
+        self.canv.setLineWidth(0.4)
+        self.canv.rect(0, 0, self.drawWidth, self.drawHeight, stroke=1, fill=0)
 
 
 def _metric(crs: str) -> bool:
@@ -256,13 +266,15 @@ def _index_section(name: str, stats: IndexSummary, summary: Summary, context: Re
     ])]
     story += _histogram_block(context, name, stats.scale, unit="")
     if stats.classes:
-        rows = [["class", "range", "area (ha)", "% of valid"]]
+        rows = [["", "class", "range", "area (ha)", "% of valid"]]
         swatches = []
         for row, c in enumerate(stats.classes, start=1):
-            rows.append([c.name, f"{c.lower:g} to {c.upper:g}", _ha(c.area_m2), _pct(c.fraction)])
+            rows.append(["", c.name, f"{c.lower:g} to {c.upper:g}", _ha(c.area_m2), _pct(c.fraction)])
             mid = (max(c.lower, stats.scale.vmin) + min(c.upper, stats.scale.vmax)) / 2
-            swatches.append(("LINEBEFORE", (0, row), (0, row), 6, charts.ramp_colours(stats.scale, [mid])[0]))
-        story += [Paragraph("Classes", H2), _table(rows, [35 * mm, 40 * mm, 30 * mm, 30 * mm], extra=swatches)]
+            swatches.append(("BACKGROUND", (0, row), (0, row), charts.ramp_colours(stats.scale, [mid])[0]))
+        widths = [5 * mm, 32 * mm, 40 * mm, 30 * mm, 30 * mm]
+        story += [Paragraph("Classes", H2), _table(rows, widths, extra=[("ALIGN", (1, 0), (1, -1), "LEFT"),
+                                                                         *swatches])]
     zones = [z for z in summary.zones if name in z.indices]
     if zones:
         rows = [["zone", "area (ha)", "mean", "p10", "p50", "p90"]]

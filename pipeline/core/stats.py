@@ -122,14 +122,18 @@ def _percentiles(parts: LazyStats, group: int, qs: Sequence[float]) -> list[floa
         return [None for _ in qs]
     vmin, vmax = (float(v) for v in np.asarray(parts.extrema)[group])
     cum = np.cumsum(counts)
+
+    def order_statistic(k: int) -> float:  # estimated k-th smallest value (0-based)
+        s = min(int(np.searchsorted(cum, k, side="right")), len(counts) - 1)
+        local = (k - (cum[s] - counts[s]) + 0.5) / counts[s] if counts[s] else 0.5
+        return float(starts[s] + min(max(local, 0.0), 1.0) * (ends[s] - starts[s]))
+
     out: list[float | None] = []
-    for q in qs:
+    for q in qs:  # numpy's 'linear' definition between the two neighbouring order statistics
         rank = q * (n - 1)
-        s = int(np.searchsorted(cum, rank, side="right"))
-        s = min(s, len(counts) - 1)
-        before = cum[s] - counts[s]
-        local = (rank - before + 0.5) / counts[s] if counts[s] else 0.5
-        value = starts[s] + min(max(local, 0.0), 1.0) * (ends[s] - starts[s])
+        k = int(math.floor(rank))
+        low = order_statistic(k)
+        value = low + (rank - k) * (order_statistic(min(k + 1, int(n) - 1)) - low)
         out.append(float(min(max(value, vmin), vmax)))
     return out
 

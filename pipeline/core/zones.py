@@ -125,7 +125,7 @@ def load_zones(geojson_bytes: bytes, *, name: str, grid: Grid) -> list[Zone]:
 
 def _label_block(zones: tuple[BaseGeometry, ...], transform: tuple, block_info=None) -> np.ndarray:
     (r0, r1), (c0, c1) = block_info[None]["array-location"]
-    t = Affine(*transform) * Affine.translation(c0, r0)
+    t = Affine(*transform) @ Affine.translation(c0, r0)
     shape_ = (r1 - r0, c1 - c0)
     block_box = box(*_bounds_of(t, shape_))
     # burn in reverse so that the first zone in file order wins where zones overlap

@@ -16,8 +16,6 @@ from pipeline.core.bands import resolve_bands
 from pipeline.core.errors import (
     ChecksumMismatch,
     ManifestError,
-    MissingCRS,
-    RasterTooLarge,
     UnreadableImage,
 )
 from pipeline.core.grid import Grid, batch_grid
@@ -85,14 +83,7 @@ def check_sha256(*, name: str, expected: str | None, actual: str) -> None:
         )
 
 
-def _check_header(name: str, header: HeaderInfo, *, max_pixels: int) -> None:
-    pixels = int(header.width) * int(header.height)
-    if pixels > max_pixels:
-        raise RasterTooLarge(
-            f"declares {header.width} x {header.height} pixels, above the limit of {max_pixels:,} "
-            "pixels per image (IMAGERY_MAX_PIXELS); split the mosaic into tiles or raise the limit",
-            file=name,
-        )
+def _check_dtypes(name: str, header: HeaderInfo) -> None:
     for dtype in header.dtypes:
         if str(dtype) not in SUPPORTED_DTYPES:
             raise UnreadableImage(
@@ -100,19 +91,6 @@ def _check_header(name: str, header: HeaderInfo, *, max_pixels: int) -> None:
                 "export the image as integer digital numbers or float reflectance",
                 file=name,
             )
-    if header.crs is None:
-        raise MissingCRS(
-            "has no CRS; it is not georeferenced. Export a georeferenced GeoTIFF from the "
-            "photogrammetry or camera software, or assign one with "
-            "`gdal_translate -a_srs EPSG:XXXX -a_ullr ulx uly lrx lry in.tif out.tif`",
-            file=name,
-        )
-    if header.transform is None or tuple(header.transform)[:6] == (1.0, 0.0, 0.0, 0.0, 1.0, 0.0):
-        raise MissingCRS(
-            "has no geotransform (pixel coordinates only); georeference it, e.g. "
-            "`gdal_translate -a_ullr ulx uly lrx lry in.tif out.tif`",
-            file=name,
-        )
 
 
 def validate_images(
@@ -129,12 +107,13 @@ def validate_images(
     `locate(path)` turns a manifest path into what GDAL opens (local path or /vsis3/...).
     """
     sources: list[ImageSource] = []
+    headers: list[HeaderInfo] = []
     facts: list[ImageFacts] = []
     for entry in manifest.images:
         path = locate(entry.path)
         header = open_header(ImageSource(name=entry.path, path=path, bands=(),
                                          gdal_options=dict(gdal_options)))
-        _check_header(entry.path, header, max_pixels=max_pixels)
+        _check_dtypes(entry.path, header)
         bands = resolve_bands(manifest_bands=entry.bands, descriptions=header.descriptions,
                               file=entry.path)
         thermal_given = entry.thermal_unit is not None or entry.thermal_scale is not None
@@ -154,18 +133,24 @@ def validate_images(
             )
         sources.append(ImageSource(name=entry.path, path=path, bands=bands,
                                    gdal_options=dict(gdal_options)))
+        headers.append(header)
+    # batch_grid refuses images without CRS/geotransform, too large, or not overlapping.
+    optical = [s for s in sources if any(b in OPTICAL_BANDS for b in s.bands)]
+    thermal = [s for s in sources if "thermal" in s.bands]
+    grid = batch_grid(optical, max_pixels=max_pixels) if optical else None
+    if thermal:
+        batch_grid(thermal, bands=("thermal",), max_pixels=max_pixels)
+    for source, header in zip(sources, headers, strict=True):
         transform = header.transform
         facts.append(ImageFacts(
-            name=entry.path,
-            size_bytes=int((sizes or {}).get(entry.path, 0)),
+            name=source.name,
+            size_bytes=int((sizes or {}).get(source.name, 0)),
             crs=header.crs.to_string() if hasattr(header.crs, "to_string") else str(header.crs),
             bounds=tuple(float(v) for v in _bounds(transform, header.width, header.height)),
             pixel_size=(abs(float(transform.a)), abs(float(transform.e))),
-            width=int(header.width), height=int(header.height), bands=bands,
+            width=int(header.width), height=int(header.height), bands=source.bands,
             dtype=str(header.dtypes[0]),
         ))
-    optical = [s for s in sources if any(b in OPTICAL_BANDS for b in s.bands)]
-    grid = batch_grid(optical, max_pixels=max_pixels) if optical else None
     return ValidatedBatch(batch_id=manifest.batch_id, manifest=manifest, sources=tuple(sources),
                           facts=tuple(facts), grid=grid, manifest_etag=manifest_etag)
 

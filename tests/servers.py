@@ -301,10 +301,14 @@ def _handler(proxy: FaultProxy, upstream_host: str, upstream_port: int):
                 resp = conn.getresponse()
                 data = resp.read()
                 self.send_response(resp.status, resp.reason)
+                head = self.command == "HEAD"  # keeps the upstream Content-Length (no body)
                 for k, v in resp.getheaders():
-                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
-                        self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
+                    if k.lower() in ("transfer-encoding", "connection") or (
+                            k.lower() == "content-length" and not head):
+                        continue
+                    self.send_header(k, v)
+                if not head:
+                    self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)

@@ -194,7 +194,11 @@ class LocalObjectStore(ObjectStore):
             raise ObjectStoreError(f"cannot store {key!r} in bucket {bucket!r} of the local store: "
                                    f"other objects live under '{key}/'; the local store cannot "
                                    "hold both")
-        _atomic_write(path, fill, staging=staging)
+        try:
+            _atomic_write(path, fill, staging=staging)
+        except (IsADirectoryError, NotADirectoryError) as err:  # lost a race with another writer
+            raise ObjectStoreError(f"cannot store {key!r} in bucket {bucket!r} of the local store: "
+                                   "it is both an object and a prefix of other objects") from err
         return self._info(key, path)
 
     def put_bytes(self, bucket: str, key: str, data: bytes, *,

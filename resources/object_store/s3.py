@@ -18,6 +18,7 @@ import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
+from datetime import UTC
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlsplit
@@ -126,7 +127,7 @@ class S3ObjectStore(ObjectStore):
             raise translated from err
         self._known_buckets.add(bucket)
         return ObjectInfo(key=key, size=int(r["ContentLength"]), etag=r["ETag"].strip('"'),
-                          last_modified=r["LastModified"])
+                          last_modified=r["LastModified"].astimezone(UTC))
 
     def _pages(self, op: str, bucket: str, **kwargs) -> Iterator[dict]:
         paginator = self.client.get_paginator("list_objects_v2")
@@ -146,7 +147,7 @@ class S3ObjectStore(ObjectStore):
         for page in self._pages("list", bucket, Prefix=prefix, **extra):
             for o in page.get("Contents", []):
                 yield ObjectInfo(key=o["Key"], size=int(o["Size"]), etag=o["ETag"].strip('"'),
-                                 last_modified=o["LastModified"])
+                                 last_modified=o["LastModified"].astimezone(UTC))
 
     def list_prefixes(self, bucket: str, *, prefix: str = "", delimiter: str = "/") -> Iterator[str]:
         for page in self._pages("list prefixes of", bucket, Prefix=prefix, Delimiter=delimiter):
@@ -246,15 +247,19 @@ class S3ObjectStore(ObjectStore):
         return f"/vsis3/{bucket}/{key}"
 
     def gdal_options(self) -> dict[str, str]:
+        """Keys for `rasterio.Env(**options)`. rasterio refuses GDAL's AWS_ACCESS_KEY_ID /
+        AWS_SECRET_ACCESS_KEY config options and takes credentials only as its session keywords
+        (lower case; it warns that the keywords are deprecated in favour of an AWSSession object,
+        which a dict[str, str] cannot carry); the rest are GDAL config options."""
         url = urlsplit(self.endpoint_url)
         return {
+            "aws_access_key_id": self._access_key,
+            "aws_secret_access_key": self._secret_key,
+            "region_name": self.region,
             "AWS_S3_ENDPOINT": url.netloc + url.path,
             "AWS_HTTPS": "YES" if url.scheme == "https" else "NO",
             "AWS_VIRTUAL_HOSTING": "FALSE",
             "AWS_REGION": self.region,
-            "AWS_ACCESS_KEY_ID": self._access_key,
-            "AWS_SECRET_ACCESS_KEY": self._secret_key,
-            "AWS_NO_SIGN_REQUEST": "NO",
             "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",  # no LIST per open
             "GDAL_HTTP_MAX_RETRY": "4",
             "GDAL_HTTP_RETRY_DELAY": "1",

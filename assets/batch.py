@@ -1,6 +1,5 @@
 """`imagery_batch`: the validated batch (manifest, checksums, georeferencing, bands, overlap)."""
 
-from __future__ import annotations
 
 import json
 import time

@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 
 from pipeline.sample import write_sample_batch
+from resources.object_store import ObjectStoreResource
 
 
 def upload_folder(store, bucket: str, batch_id: str, folder: Path, files) -> None:
@@ -27,8 +28,7 @@ def run_demo(*, data_dir: Path, batch_id: str) -> dict:
     from pipeline.definitions import defs as load_defs
 
     definitions = load_defs()
-    resources = definitions.resources or {}
-    object_store = resources["object_store"]
+    object_store = ObjectStoreResource.from_env()
     store = object_store.store()
     for bucket in (object_store.imagery_bucket, object_store.heatmap_bucket,
                    object_store.report_bucket):
@@ -39,7 +39,7 @@ def run_demo(*, data_dir: Path, batch_id: str) -> dict:
 
     with dg.DagsterInstance.get() as instance:
         sensor = definitions.get_sensor_def("imagery_upload_sensor")
-        context = dg.build_sensor_context(instance=instance, definitions=definitions)
+        context = dg.build_sensor_context(instance=instance, resources=definitions.resources)
         result = sensor(context)
         requests = [r for r in result.run_requests if r.partition_key == batch_id]
         if not requests:

@@ -8,38 +8,57 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets.analysis import thermal_maps, vegetation_indices
 from assets.batch import imagery_batch
+from assets.checks import CHECKS
+from assets.report import batch_report, report_distribution
 from pipeline.jobs import process_imagery_batch
 from pipeline.sensors import build_upload_sensor
+from resources.dask import DaskResource
+from resources.io_managers import ObjectStoreIOManager
 from resources.limits import LimitsResource
+from resources.notifier import NotifierResource
 from resources.object_store import ObjectStoreResource
 
 
+def _env(name: str, default: str | None = None) -> str | None:
+    return dg.EnvVar(name).get_value(default) or default
+
+
 def build_resources() -> dict[str, object]:
-    endpoint = dg.EnvVar("MINIO_ENDPOINT_URL").get_value() or None
+    endpoint = _env("MINIO_ENDPOINT_URL")
     # Secrets stay EnvVar references (resolved in the run, never stored in run config).
+    object_store = ObjectStoreResource(
+        endpoint_url=endpoint,
+        access_key=dg.EnvVar("MINIO_ACCESS_KEY") if endpoint else None,
+        secret_key=dg.EnvVar("MINIO_SECRET_KEY") if endpoint else None,
+        region=_env("MINIO_REGION", "us-east-1"),
+        data_dir=_env("IMAGERY_DATA_DIR", "./data"),
+        imagery_bucket=_env("IMAGERY_BUCKET", "imagery-uploads"),
+        heatmap_bucket=_env("HEATMAP_BUCKET", "analysis-heatmaps"),
+        report_bucket=_env("REPORT_BUCKET", "reports"),
+    )
+    workers = _env("DASK_NUM_WORKERS")
     return {
-        "object_store": ObjectStoreResource(
-            endpoint_url=endpoint,
-            access_key=dg.EnvVar("MINIO_ACCESS_KEY") if endpoint else None,
-            secret_key=dg.EnvVar("MINIO_SECRET_KEY") if endpoint else None,
-            region=dg.EnvVar("MINIO_REGION").get_value("us-east-1"),
-            data_dir=dg.EnvVar("IMAGERY_DATA_DIR").get_value("./data"),
-            imagery_bucket=dg.EnvVar("IMAGERY_BUCKET").get_value("imagery-uploads"),
-            heatmap_bucket=dg.EnvVar("HEATMAP_BUCKET").get_value("analysis-heatmaps"),
-            report_bucket=dg.EnvVar("REPORT_BUCKET").get_value("reports"),
-        ),
+        "object_store": object_store,
+        "heatmap_io_manager": ObjectStoreIOManager(object_store=object_store, bucket_role="heatmap"),
+        "report_io_manager": ObjectStoreIOManager(object_store=object_store, bucket_role="report"),
+        "dask_resource": DaskResource(scheduler_address=_env("DASK_SCHEDULER_ADDRESS"),
+                                      num_workers=int(workers) if workers else None,
+                                      scratch_dir=_env("IMAGERY_SCRATCH_DIR")),
         "limits": LimitsResource(
-            max_pixels=int(dg.EnvVar("IMAGERY_MAX_PIXELS").get_value("2000000000")),
-            min_valid_fraction=float(dg.EnvVar("IMAGERY_MIN_VALID_FRACTION").get_value("0.05")),
+            max_pixels=int(_env("IMAGERY_MAX_PIXELS", "2000000000")),
+            min_valid_fraction=float(_env("IMAGERY_MIN_VALID_FRACTION", "0.05")),
         ),
+        "notifier": NotifierResource.from_env(),
     }
 
 
 @dg.definitions
 def defs() -> dg.Definitions:
     return dg.Definitions(
-        assets=[imagery_batch],
+        assets=[imagery_batch, vegetation_indices, thermal_maps, batch_report, report_distribution],
+        asset_checks=CHECKS,
         jobs=[process_imagery_batch],
         sensors=[build_upload_sensor()],
         resources=build_resources(),

@@ -24,6 +24,8 @@ def run_demo(*, data_dir: Path, batch_id: str) -> dict:
     os.environ["IMAGERY_DATA_DIR"] = str(data_dir)
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster_home").resolve())))
     home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():  # the embedded default: SQLite storage in `home`
+        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
 
     from pipeline.definitions import defs as load_defs
 
@@ -39,8 +41,8 @@ def run_demo(*, data_dir: Path, batch_id: str) -> dict:
 
     with dg.DagsterInstance.get() as instance:
         sensor = definitions.get_sensor_def("imagery_upload_sensor")
-        context = dg.build_sensor_context(instance=instance, resources=definitions.resources)
-        result = sensor(context)
+        with dg.build_sensor_context(instance=instance, resources=definitions.resources) as context:
+            result = sensor(context)
         requests = [r for r in result.run_requests if r.partition_key == batch_id]
         if not requests:
             raise RuntimeError(f"the sensor did not pick up {batch_id!r}; see the log above")

@@ -52,9 +52,9 @@ def write_manifest(folder: Path, **manifest) -> None:
 
 def sensor_tick(definitions: dg.Definitions, instance, cursor: str | None = None) -> dg.SensorResult:
     sensor = definitions.get_sensor_def("imagery_upload_sensor")
-    context = dg.build_sensor_context(instance=instance, cursor=cursor,
-                                      resources=definitions.resources)
-    return sensor(context)
+    with dg.build_sensor_context(instance=instance, cursor=cursor,
+                                 resources=definitions.resources) as context:
+        return sensor(context)
 
 
 def launch_requested_runs(definitions: dg.Definitions, instance, result: dg.SensorResult,

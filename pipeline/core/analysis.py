@@ -89,6 +89,7 @@ class ThermalAnalysis:
     histogram: Histogram
     files: list[OutputFile]
     zones: dict[str, dict[str, Any]]  # zone name -> mean_c, max_c
+    zone_areas_m2: dict[str, float]
     seconds: float
 
 
@@ -247,9 +248,12 @@ def analyse_thermal(
     for i, z in enumerate(zones):
         t = finalize_thermal(p, label=i + 1)
         zone_stats[z.name] = {"mean_c": t["mean_c"], "max_c": t["max_c"]}
+    zone_areas = {z.name: zone_area_m2(p, label=i + 1, pixel_area_m2=grid.pixel_area_m2)
+                  for i, z in enumerate(zones)}
     files = _publish(staged, workdir, log)
     return ThermalAnalysis(
-        grid=grid, stats=stats, files=files, zones=zone_stats, seconds=time.monotonic() - started,
+        grid=grid, stats=stats, files=files, zones=zone_stats, zone_areas_m2=zone_areas,
+        seconds=time.monotonic() - started,
         histogram=coarse_histogram(p, vmin=THERMAL_SCALE.vmin, vmax=THERMAL_SCALE.vmax))
 
 

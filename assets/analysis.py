@@ -1,0 +1,194 @@
+"""Vegetation indices and thermal maps: thin wrappers around `pipeline.core.analysis`.
+
+Each multi-asset runs one dask graph (inputs decoded once) and yields three assets: the float32
+COGs, the RGBA heatmap COGs with PNG previews, and the statistics the report is built from.
+"""
+
+import hashlib
+
+import dagster as dg
+
+from assets.batch import bad_input
+from pipeline.core.analysis import analyse_indices, analyse_thermal
+from pipeline.core.errors import ImageryError, ManifestError
+from pipeline.core.registry import INDICES, THERMAL_SCALE
+from pipeline.core.validation import ValidatedBatch
+from pipeline.partitions import imagery_batches
+from resources.dask import DaskResource
+from resources.io_managers import PUBLISHES, PublishedFiles
+from resources.limits import LimitsResource
+from resources.object_store import ObjectStoreResource
+
+_NAMES = "|".join(INDICES)
+# The asset's code version changes with any index's formula version, so the UI marks every
+# partition stale after a formula change and `reprocess_stale_batches` picks it up.
+INDICES_CODE_VERSION = "1-" + hashlib.sha256(
+    ",".join(f"{d.name}:{d.code_version}" for d in INDICES.values()).encode()).hexdigest()[:12]
+THERMAL_CODE_VERSION = "1"
+_OWNERS = ["team:imagery"]
+
+
+def _zones(batch: ValidatedBatch, object_store: ObjectStoreResource) -> bytes | None:
+    if not batch.manifest.zones:
+        return None
+    return object_store.store().get_bytes(object_store.imagery_bucket,
+                                          f"{batch.batch_id}/{batch.manifest.zones}")
+
+
+def _float_metadata(stats: dict, prefix: str = "") -> dict[str, float]:
+    out = {}
+    for key in ("mean", "std", "min", "max", "p10", "p50", "p90", "valid_fraction"):
+        if stats.get(key) is not None:
+            out[f"{prefix}{key}"] = float(stats[key])
+    for c in stats.get("classes", []):
+        out[f"{prefix}class_{c['name']}_fraction"] = float(c["fraction"])
+    return out
+
+
+def _preview_md(files, name: str) -> str:
+    import base64
+
+    for f in files:
+        if f.object_name == name:
+            data = base64.b64encode(f.path.read_bytes()).decode()
+            return f"![{name}](data:image/png;base64,{data})"
+    return ""
+
+
+@dg.multi_asset(
+    partitions_def=imagery_batches,
+    group_name="analysis",
+    pool="raster",
+    can_subset=False,
+    outs={
+        "index_rasters": dg.AssetOut(
+            io_manager_key="heatmap_io_manager", code_version=INDICES_CODE_VERSION,
+            owners=_OWNERS, kinds={"cog"}, metadata={PUBLISHES: rf"({_NAMES})\.tif"},
+            description="Float32 Cloud-Optimized GeoTIFF of every index the batch's bands allow "
+            "(ndvi, ndre, gndvi, savi, evi, vari; DESIGN.md §3), on the batch grid, nodata NaN: "
+            "analysis-heatmaps/<batch_id>/<index>.tif."),
+        "index_heatmaps": dg.AssetOut(
+            io_manager_key="heatmap_io_manager", code_version=INDICES_CODE_VERSION,
+            owners=_OWNERS, kinds={"cog", "png"},
+            metadata={PUBLISHES: rf"({_NAMES})_heatmap\.(tif|png)"},
+            description="RGBA heatmap COG of each index over its fixed colour scale (the same for "
+            "every batch) with alpha 0 where no data, and a PNG preview ≤ 1024 px."),
+        "index_statistics": dg.AssetOut(
+            code_version=INDICES_CODE_VERSION, owners=_OWNERS, kinds={"python"},
+            description="Per index: mean, std, min, max, p10/p50/p90, valid fraction and area, "
+            "NDVI health classes, per-zone statistics and the report's histograms."),
+    },
+)
+def vegetation_indices(
+    context: dg.AssetExecutionContext,
+    imagery_batch: ValidatedBatch,
+    object_store: ObjectStoreResource,
+    dask_resource: DaskResource,
+    limits: LimitsResource,
+):
+    batch = imagery_batch
+    if not batch.optical_sources:
+        note = "(thermal-only batch: no optical band, no index)"
+        context.log.info(f"Batch {batch.batch_id}: no optical bands; no vegetation index")
+        yield dg.Output(PublishedFiles(note=note), "index_rasters")
+        yield dg.Output(PublishedFiles(note=note), "index_heatmaps")
+        yield dg.Output(None, "index_statistics", metadata={"note": note})
+        return
+    try:
+        zones = _zones(batch, object_store)
+        with dask_resource.session() as scheduler, dask_resource.scratch(batch.batch_id) as workdir:
+            context.log.info(f"Batch {batch.batch_id}: computing indices on {scheduler}")
+            result = analyse_indices(
+                sources=batch.optical_sources, reflectance_scale=batch.manifest.reflectance_scale,
+                workdir=workdir, zones_geojson=zones, zones_name=batch.manifest.zones or "zones",
+                max_pixels=limits.max_pixels, log=context.log.info)
+            rasters = tuple(f for f in result.files if f.kind == "float32")
+            heatmaps = tuple(f for f in result.files if f.kind != "float32")
+            yield dg.Output(PublishedFiles(rasters), "index_rasters",
+                            metadata={"indices": ", ".join(result.indices),
+                                      "seconds": round(result.seconds, 2)})
+            ndvi_preview = _preview_md(heatmaps, "ndvi_heatmap.png") or _preview_md(
+                heatmaps, f"{next(iter(result.indices))}_heatmap.png")
+            yield dg.Output(PublishedFiles(heatmaps), "index_heatmaps",
+                            metadata={"preview": dg.MetadataValue.md(ndvi_preview)})
+    except ImageryError as exc:
+        context.log.error(f"Batch {batch.batch_id} refused: {exc}")
+        raise bad_input(exc, batch.batch_id) from exc
+    metadata: dict = {}
+    for name, r in result.indices.items():
+        metadata.update(_float_metadata(r.stats, f"{name}_"))
+    yield dg.Output(result, "index_statistics", metadata=metadata)
+
+
+def _thermal_parameters(batch: ValidatedBatch) -> tuple[str | None, float | None, float | None]:
+    entries = [e for e in batch.manifest.images
+               if e.path in {s.name for s in batch.thermal_sources}]
+    settings = {(e.thermal_unit, e.thermal_scale, e.thermal_offset) for e in entries}
+    if len(settings) > 1:
+        raise ManifestError(
+            "the thermal images give different thermal_unit/thermal_scale/thermal_offset; "
+            "one batch's thermal tiles must share one calibration (split them into batches)",
+            file="manifest.json")
+    return next(iter(settings))
+
+
+@dg.multi_asset(
+    partitions_def=imagery_batches,
+    group_name="analysis",
+    pool="raster",
+    can_subset=False,
+    outs={
+        "thermal_raster": dg.AssetOut(
+            io_manager_key="heatmap_io_manager", code_version=THERMAL_CODE_VERSION,
+            owners=_OWNERS, kinds={"cog"}, metadata={PUBLISHES: r"thermal_c\.tif"},
+            description="Surface temperature in °C (float32 COG, nodata NaN) on the thermal "
+            "grid: analysis-heatmaps/<batch_id>/thermal_c.tif."),
+        "thermal_heatmap": dg.AssetOut(
+            io_manager_key="heatmap_io_manager", code_version=THERMAL_CODE_VERSION,
+            owners=_OWNERS, kinds={"cog", "png"},
+            metadata={PUBLISHES: r"thermal_heatmap\.(tif|png)"},
+            description=f"RGBA heatmap of temperature on the fixed {THERMAL_SCALE.ramp} scale "
+            f"{THERMAL_SCALE.vmin:g}-{THERMAL_SCALE.vmax:g} °C, and a PNG preview."),
+        "thermal_statistics": dg.AssetOut(
+            code_version=THERMAL_CODE_VERSION, owners=_OWNERS, kinds={"python"},
+            description="Mean, min, max and p90 temperature, the hotspot threshold and the "
+            "hotspots (connected regions above it: centroid, area, hottest pixel), per zone."),
+    },
+)
+def thermal_maps(
+    context: dg.AssetExecutionContext,
+    imagery_batch: ValidatedBatch,
+    object_store: ObjectStoreResource,
+    dask_resource: DaskResource,
+    limits: LimitsResource,
+):
+    batch = imagery_batch
+    if not batch.thermal_sources:
+        note = "(no thermal band in this batch)"
+        context.log.info(f"Batch {batch.batch_id}: no thermal band")
+        yield dg.Output(PublishedFiles(note=note), "thermal_raster")
+        yield dg.Output(PublishedFiles(note=note), "thermal_heatmap")
+        yield dg.Output(None, "thermal_statistics", metadata={"note": note})
+        return
+    try:
+        unit, scale, offset = _thermal_parameters(batch)
+        zones = _zones(batch, object_store)
+        with dask_resource.session() as scheduler, dask_resource.scratch(batch.batch_id) as workdir:
+            context.log.info(f"Batch {batch.batch_id}: thermal map on {scheduler}")
+            result = analyse_thermal(
+                sources=batch.thermal_sources, unit=unit, scale=scale, offset=offset,
+                workdir=workdir, zones_geojson=zones, zones_name=batch.manifest.zones or "zones",
+                max_pixels=limits.max_pixels, log=context.log.info)
+            yield dg.Output(PublishedFiles(tuple(f for f in result.files if f.kind == "float32")),
+                            "thermal_raster", metadata={"seconds": round(result.seconds, 2)})
+            heatmaps = tuple(f for f in result.files if f.kind != "float32")
+            yield dg.Output(PublishedFiles(heatmaps), "thermal_heatmap", metadata={
+                "preview": dg.MetadataValue.md(_preview_md(heatmaps, "thermal_heatmap.png"))})
+    except ImageryError as exc:
+        context.log.error(f"Batch {batch.batch_id} refused: {exc}")
+        raise bad_input(exc, batch.batch_id) from exc
+    s = result.stats
+    metadata = {k: float(s[k]) for k in ("mean_c", "min_c", "max_c", "p90_c", "hotspot_area_m2")
+                if s.get(k) is not None}
+    metadata["hotspot_count"] = len(s["hotspots"])
+    yield dg.Output(result, "thermal_statistics", metadata=metadata)

@@ -1,0 +1,97 @@
+"""From analysis results to the report model: `Summary` (summary.json) and `ReportContext`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pipeline.core.analysis import IndexAnalysis, ThermalAnalysis
+from pipeline.core.grid import Grid
+from pipeline.core.registry import INDICES, THERMAL_SCALE
+from pipeline.core.summary import (
+    ClassSummary,
+    GridInfo,
+    Histogram,
+    Hotspot,
+    IndexSummary,
+    ReportContext,
+    Scale,
+    Summary,
+    ThermalSummary,
+    ZoneIndex,
+    ZoneSummary,
+    ZoneThermal,
+)
+from pipeline.core.validation import ValidatedBatch
+
+_INDEX_KEYS = ("mean", "std", "min", "max", "p10", "p50", "p90", "valid_fraction", "valid_area_m2")
+
+
+def _grid_info(grid: Grid) -> GridInfo:
+    xres, yres = grid.res
+    return GridInfo(crs=grid.crs.to_string(), width=grid.width, height=grid.height,
+                    pixel_size=(abs(xres), abs(yres)), bounds=tuple(grid.bounds))
+
+
+def build_summary(
+    *,
+    batch: ValidatedBatch,
+    indices: IndexAnalysis | None,
+    thermal: ThermalAnalysis | None,
+    artifacts: Mapping[str, str],
+    generated_at: datetime,
+    code_version: str,
+) -> Summary:
+    """summary.json of a batch, field for field DESIGN.md §3."""
+    grid = indices.grid if indices is not None else thermal.grid
+    index_summaries = {}
+    for name, result in (indices.indices if indices else {}).items():
+        scale = INDICES[name].scale
+        index_summaries[name] = IndexSummary(
+            **{k: result.stats[k] for k in _INDEX_KEYS},
+            scale=Scale(ramp=scale.ramp, vmin=scale.vmin, vmax=scale.vmax),
+            classes=[ClassSummary(**c) for c in result.stats.get("classes", [])],
+        )
+    thermal_summary = None
+    if thermal is not None:
+        s = thermal.stats
+        thermal_summary = ThermalSummary(
+            mean_c=s["mean_c"], min_c=s["min_c"], max_c=s["max_c"], p90_c=s["p90_c"],
+            hotspot_threshold_c=s["hotspot_threshold_c"], hotspot_area_m2=s["hotspot_area_m2"],
+            hotspots=[Hotspot(**h) for h in s["hotspots"]])
+    zone_names = list(indices.zone_areas_m2) if indices else list(thermal.zone_areas_m2 if thermal else [])
+    zones = []
+    for name in zone_names:
+        area = indices.zone_areas_m2[name] if indices else thermal.zone_areas_m2[name]
+        zone_indices = {i: ZoneIndex(**r.zones[name]) for i, r in (indices.indices if indices else {}).items()}
+        zone_thermal = ZoneThermal(**thermal.zones[name]) if thermal and name in thermal.zones else None
+        zones.append(ZoneSummary(name=name, area_m2=area, indices=zone_indices, thermal=zone_thermal))
+    return Summary(batch_id=batch.batch_id, generated_at=generated_at, code_version=code_version,
+                   grid=_grid_info(grid), indices=index_summaries, thermal=thermal_summary,
+                   zones=zones, artifacts=dict(artifacts))
+
+
+def build_context(
+    *,
+    batch: ValidatedBatch,
+    indices: IndexAnalysis | None,
+    thermal: ThermalAnalysis | None,
+    maps: Mapping[str, Path],
+) -> ReportContext:
+    """What the PDF shows beyond summary.json: capture metadata, histograms and the PNG maps
+    (keys: index names and "thermal")."""
+    histograms = {name: Histogram(edges=r.histogram.edges, counts=r.histogram.counts)
+                  for name, r in (indices.indices if indices else {}).items()}
+    if thermal is not None:
+        histograms["thermal"] = Histogram(edges=thermal.histogram.edges,
+                                          counts=thermal.histogram.counts)
+    m = batch.manifest
+    captured = m.captured_at
+    if captured is not None and captured.tzinfo is None:
+        captured = captured.replace(tzinfo=UTC)  # a manifest time without offset is taken as UTC
+    return ReportContext(
+        captured_at=captured, platform=m.platform or "", sensor=m.sensor or "",
+        maps=dict(maps), histograms=histograms,
+        thermal_scale=Scale(ramp=THERMAL_SCALE.ramp, vmin=THERMAL_SCALE.vmin,
+                            vmax=THERMAL_SCALE.vmax) if thermal is not None else None)

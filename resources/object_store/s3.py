@@ -271,4 +271,9 @@ class S3ObjectStore(ObjectStore):
         }
 
     def invalidate(self, bucket: str, key: str) -> None:
-        clear_vsicurl_cache(self.gdal_path(bucket, key))
+        import rasterio
+
+        # Within the endpoint's configuration, so GDAL maps the /vsis3/ name to the cached URL
+        # (without it GDAL logs "URL rejected" and clears nothing).
+        with rasterio.Env(**self.gdal_options()):
+            clear_vsicurl_cache(self.gdal_path(bucket, key))

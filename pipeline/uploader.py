@@ -249,7 +249,8 @@ def check_folder(*, folder: Path, batch_id: str | None, options: ManifestOptions
         source = "generated"
     listed = {name for name, _ in files}
     warnings = tuple(f"{p.name} is in the folder but not in manifest.json; it is not uploaded"
-                     for p in collect_images(folder=folder) if p.name not in listed)
+                     for p in collect_images(folder=folder)
+                     if p.name not in listed and source != "generated")
     bad_files = {e.file for e in errors}
     rows: list[FileCheck] = []
     entries = {e.path: e for e in manifest.images} if manifest else {}

@@ -37,7 +37,11 @@ class ObjectStoreResource(dg.ConfigurableResource):
                 self._store = S3ObjectStore(endpoint_url=self.endpoint_url, access_key=self.access_key,
                                             secret_key=self.secret_key, region=self.region)
             else:
+                # The embedded default is self-contained: its bucket folders are made on first use
+                # (on S3, buckets are provisioned by the operator: createbuckets in docker-compose).
                 self._store = LocalObjectStore(root=Path(self.data_dir))
+                for bucket in (self.imagery_bucket, self.heatmap_bucket, self.report_bucket):
+                    self._store.ensure_bucket(bucket)
         return self._store
 
     @classmethod

@@ -1,0 +1,112 @@
+"""The whole job on the embedded default (local-folder store, SQLite instance): the shapes of
+batches that change what the run produces."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import dagster as dg
+import pytest
+
+from pipeline.sample import write_sample_batch
+from tests.harness import (
+    configure_local,
+    failure_text,
+    launch_requested_runs,
+    load_definitions,
+    object_store,
+    sensor_tick,
+    upload_batch,
+)
+
+
+@pytest.fixture
+def local(monkeypatch, tmp_path):
+    configure_local(monkeypatch, tmp_path / "data")
+    with dg.instance_for_test() as instance:
+        yield load_definitions(), instance
+
+
+def _objects(definitions, bucket_attr: str, batch_id: str) -> set[str]:
+    res = object_store(definitions)
+    return {o.key.split("/", 1)[1] for o in
+            res.store().list_objects(getattr(res, bucket_attr), prefix=f"{batch_id}/")}
+
+
+def _edit_manifest(folder, **changes):
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest.update(changes)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return manifest
+
+
+def test_job__auto_report_false_stops_after_the_heatmaps(local, tmp_path):
+    definitions, instance = local
+    sample = write_sample_batch(tmp_path / "b", batch_id="no-report", size=128)
+    _edit_manifest(sample.folder, auto_report=False)
+    upload_batch(definitions, sample.folder, sample.batch_id, sample.files)
+    (run,) = launch_requested_runs(definitions, instance, sensor_tick(definitions, instance))
+    assert run.success, failure_text(run)
+    assert "ndvi_heatmap.tif" in _objects(definitions, "heatmap_bucket", "no-report")
+    assert _objects(definitions, "report_bucket", "no-report") == set()
+    materialized = {e.asset_key.to_user_string() for e in run.get_asset_materialization_events()}
+    assert "index_heatmaps" in materialized
+    assert not materialized & {"batch_report", "report_distribution"}
+    logs = [e.message for e in instance.all_logs(run.run_id) if e.message]
+    assert any("auto_report: false" in m and "no report, no distribution" in m for m in logs)
+
+
+def test_job__thermal_only_batch_reports_thermal(local, tmp_path):
+    definitions, instance = local
+    sample = write_sample_batch(tmp_path / "b", batch_id="thermal-only", size=128)
+    manifest = _edit_manifest(sample.folder, zones=None)
+    _edit_manifest(sample.folder, images=[i for i in manifest["images"] if i["path"] == "thermal.tif"])
+    upload_batch(definitions, sample.folder, sample.batch_id, ["thermal.tif", "manifest.json"])
+    (run,) = launch_requested_runs(definitions, instance, sensor_tick(definitions, instance))
+    assert run.success, failure_text(run)
+    assert _objects(definitions, "heatmap_bucket", "thermal-only") == {
+        "thermal_c.tif", "thermal_heatmap.tif", "thermal_heatmap.png"}
+    summary = json.loads(object_store(definitions).store().get_bytes(
+        object_store(definitions).report_bucket, "thermal-only/summary.json"))
+    assert summary["indices"] == {} and summary["thermal"]["max_c"] > 44
+    assert summary["grid"]["pixel_size"] == [2.0, 2.0]
+
+
+def test_job__optical_only_rgb_batch_gives_vari(local, tmp_path):
+    definitions, instance = local
+    folder = tmp_path / "rgb"
+    folder.mkdir()
+    from pathlib import Path
+
+    real = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+    shutil.copy(real / "landsat7_rgb_byte.tif", folder / "scene.tif")
+    (folder / "manifest.json").write_text(json.dumps({
+        "schema_version": 1, "batch_id": "rgb-only", "reflectance_scale": 1 / 255,
+        "images": [{"path": "scene.tif", "bands": ["red", "green", "blue"]}]}))
+    upload_batch(definitions, folder, "rgb-only", ["scene.tif", "manifest.json"])
+    (run,) = launch_requested_runs(definitions, instance, sensor_tick(definitions, instance))
+    assert run.success, failure_text(run)
+    assert _objects(definitions, "heatmap_bucket", "rgb-only") == {
+        "vari.tif", "vari_heatmap.tif", "vari_heatmap.png"}
+    assert _objects(definitions, "report_bucket", "rgb-only") == {
+        "report.pdf", "summary.json", "distribution.json"}
+
+
+def test_job__rerun_with_fewer_bands_removes_outputs_no_longer_produced(local, tmp_path):
+    definitions, instance = local
+    sample = write_sample_batch(tmp_path / "b", batch_id="shrinks", size=128)
+    upload_batch(definitions, sample.folder, sample.batch_id, sample.files)
+    first = sensor_tick(definitions, instance)
+    (run,) = launch_requested_runs(definitions, instance, first)
+    assert run.success, failure_text(run)
+    assert "ndre.tif" in _objects(definitions, "heatmap_bucket", "shrinks")
+    # Re-upload with the thermal frame only: every index output must go, not linger.
+    manifest = json.loads((sample.folder / "manifest.json").read_text())
+    _edit_manifest(sample.folder, images=[i for i in manifest["images"] if i["path"] == "thermal.tif"])
+    upload_batch(definitions, sample.folder, sample.batch_id, ["manifest.json"])
+    second = sensor_tick(definitions, instance, first.cursor)
+    (rerun,) = launch_requested_runs(definitions, instance, second)
+    assert rerun.success, failure_text(rerun)
+    assert _objects(definitions, "heatmap_bucket", "shrinks") == {
+        "thermal_c.tif", "thermal_heatmap.tif", "thermal_heatmap.png"}

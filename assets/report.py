@@ -9,7 +9,7 @@ import dagster as dg
 
 from assets.analysis import INDICES_CODE_VERSION, THERMAL_CODE_VERSION
 from pipeline.core.analysis import IndexAnalysis, OutputFile, ThermalAnalysis
-from pipeline.core.report_build import build_context, build_summary
+from pipeline.core.report_build import build_context, build_summary, print_map
 from pipeline.core.report_pdf import render_report
 from pipeline.core.summary import Link, Summary
 from pipeline.core.validation import ValidatedBatch
@@ -82,7 +82,7 @@ def batch_report(
             key = f"{batch.batch_id}/{name}_heatmap.png"
             path = workdir / f"{name}_heatmap.png"
             store.download_file(heatmaps, key, path)
-            maps[name] = path
+            maps[name] = print_map(path, workdir / f"{name}_map.jpg")
         report_context = build_context(batch=batch, indices=index_statistics,
                                        thermal=thermal_statistics, maps=maps)
         pdf = render_report(summary=summary, context=report_context)

@@ -72,6 +72,22 @@ def build_summary(
                    zones=zones, artifacts=dict(artifacts))
 
 
+def print_map(png: Path, dst: Path, *, quality: int = 90) -> Path:
+    """The heatmap preview as a JPEG on white (white = no data, as the report's legend says).
+
+    A noisy 1024 px RGBA PNG costs ~1-2 MB; as JPEG it is ~5x smaller, so a report with seven maps
+    stays small enough to forward by e-mail. Deterministic: same PNG, same bytes.
+    """
+    from PIL import Image
+
+    with Image.open(png) as image:
+        rgba = image.convert("RGBA")
+    white = Image.new("RGB", rgba.size, (255, 255, 255))
+    white.paste(rgba, mask=rgba.getchannel("A"))
+    white.save(dst, format="JPEG", quality=quality, optimize=True)
+    return dst
+
+
 def build_context(
     *,
     batch: ValidatedBatch,

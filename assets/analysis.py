@@ -5,6 +5,7 @@ COGs, the RGBA heatmap COGs with PNG previews, and the statistics the report is 
 """
 
 import hashlib
+from contextlib import contextmanager
 
 import dagster as dg
 
@@ -43,6 +44,25 @@ def _float_metadata(stats: dict, prefix: str = "") -> dict[str, float]:
     for c in stats.get("classes", []):
         out[f"{prefix}class_{c['name']}_fraction"] = float(c["fraction"])
     return out
+
+
+def _nothing(context, batch: ValidatedBatch, outputs: tuple[str, str, str], note: str):
+    """The three outputs of a multi-asset when the batch has no band for it: empty, with a note."""
+    context.log.info(f"Batch {batch.batch_id}: {note}")
+    rasters, heatmaps, statistics = outputs
+    yield dg.Output(PublishedFiles(note=note), rasters)
+    yield dg.Output(PublishedFiles(note=note), heatmaps)
+    yield dg.Output(None, statistics, metadata={"note": note})
+
+
+@contextmanager
+def _refusing_bad_input(context, batch: ValidatedBatch):
+    """Bad input found during the analysis fails the step at once, without retries."""
+    try:
+        yield
+    except ImageryError as exc:
+        context.log.error(f"Batch {batch.batch_id} refused: {exc}")
+        raise bad_input(exc, batch.batch_id) from exc
 
 
 def _preview_md(files, name: str) -> str:
@@ -88,13 +108,10 @@ def vegetation_indices(
 ):
     batch = imagery_batch
     if not batch.optical_sources:
-        note = "(thermal-only batch: no optical band, no index)"
-        context.log.info(f"Batch {batch.batch_id}: no optical bands; no vegetation index")
-        yield dg.Output(PublishedFiles(note=note), "index_rasters")
-        yield dg.Output(PublishedFiles(note=note), "index_heatmaps")
-        yield dg.Output(None, "index_statistics", metadata={"note": note})
+        yield from _nothing(context, batch, ("index_rasters", "index_heatmaps", "index_statistics"),
+                            "thermal-only batch: no optical band, no vegetation index")
         return
-    try:
+    with _refusing_bad_input(context, batch):
         zones = _zones(batch, object_store)
         with dask_resource.session() as scheduler, dask_resource.scratch(batch.batch_id) as workdir:
             context.log.info(f"Batch {batch.batch_id}: computing indices on {scheduler}")
@@ -111,9 +128,6 @@ def vegetation_indices(
                 heatmaps, f"{next(iter(result.indices))}_heatmap.png")
             yield dg.Output(PublishedFiles(heatmaps), "index_heatmaps",
                             metadata={"preview": dg.MetadataValue.md(ndvi_preview)})
-    except ImageryError as exc:
-        context.log.error(f"Batch {batch.batch_id} refused: {exc}")
-        raise bad_input(exc, batch.batch_id) from exc
     metadata: dict = {}
     for name, r in result.indices.items():
         metadata.update(_float_metadata(r.stats, f"{name}_"))
@@ -164,13 +178,10 @@ def thermal_maps(
 ):
     batch = imagery_batch
     if not batch.thermal_sources:
-        note = "(no thermal band in this batch)"
-        context.log.info(f"Batch {batch.batch_id}: no thermal band")
-        yield dg.Output(PublishedFiles(note=note), "thermal_raster")
-        yield dg.Output(PublishedFiles(note=note), "thermal_heatmap")
-        yield dg.Output(None, "thermal_statistics", metadata={"note": note})
+        yield from _nothing(context, batch, ("thermal_raster", "thermal_heatmap", "thermal_statistics"),
+                            "no thermal band in this batch")
         return
-    try:
+    with _refusing_bad_input(context, batch):
         unit, scale, offset = _thermal_parameters(batch)
         zones = _zones(batch, object_store)
         with dask_resource.session() as scheduler, dask_resource.scratch(batch.batch_id) as workdir:
@@ -184,9 +195,6 @@ def thermal_maps(
             heatmaps = tuple(f for f in result.files if f.kind != "float32")
             yield dg.Output(PublishedFiles(heatmaps), "thermal_heatmap", metadata={
                 "preview": dg.MetadataValue.md(_preview_md(heatmaps, "thermal_heatmap.png"))})
-    except ImageryError as exc:
-        context.log.error(f"Batch {batch.batch_id} refused: {exc}")
-        raise bad_input(exc, batch.batch_id) from exc
     s = result.stats
     metadata = {k: float(s[k]) for k in ("mean_c", "min_c", "max_c", "p90_c", "hotspot_area_m2")
                 if s.get(k) is not None}

@@ -17,11 +17,11 @@ from typing import Annotated
 
 import typer
 
-from pipeline.cli_output import FAILED, OK, USAGE, check_as_dict, emit_json, fail, print_check
+from pipeline.cli_output import FAILED, USAGE, check_as_dict, emit_json, fail, print_check
 from pipeline.cli_ops import presign_upload, report, status
 from pipeline.cli_output import upload_progress
 from pipeline.core.errors import ImageryError
-from pipeline.core.manifest import MANIFEST_NAME, validate_batch_id
+from pipeline.core.manifest import MANIFEST_NAME
 from pipeline.uploader import BatchExists, ManifestOptions, check_folder, manifest_json
 from pipeline.uploader import parse_bands_option, upload_batch
 
@@ -102,9 +102,10 @@ def upload(
     reflectance_scale: Scale = None,
     auto_report: Annotated[bool, typer.Option(help="Build and send the report after the "
                                               "heatmaps.")] = True,
-    replace: Annotated[bool, typer.Option("--replace", help="Replace an existing batch of this id.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and print the manifest; upload "
-                                          "nothing.")] = False,
+    replace: Annotated[bool, typer.Option("--replace",
+                                          help="Replace an existing batch of this id.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and print the manifest; "
+                                          "upload nothing.")] = False,
     as_json: Json = False,
 ) -> None:
     """Validate the GeoTIFFs in FOLDER locally, then upload them as one batch, manifest.json last.

@@ -87,8 +87,8 @@ def status(
 
 def report(
     batch_id: Annotated[str, typer.Argument(help="The batch id.")],
-    out: Annotated[Path | None, typer.Option(file_okay=False,
-                                             help="Target folder (default: ./<batch id>/).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        file_okay=False, help="Target folder (default: ./<batch id>/).")] = None,
     as_json: Json = False,
 ) -> None:
     """Download a batch's report.pdf, summary.json (and distribution.json) and heatmap previews.

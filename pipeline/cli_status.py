@@ -105,7 +105,7 @@ def batch_statuses(*, store, imagery_bucket: str, report_bucket: str, batch_id: 
 
 
 def dagster_latest_run(instance) -> Callable[[str], RunInfo | None]:
-    """`latest_run` reading a DagsterInstance: newest run by partition tag, failure from its events."""
+    """`latest_run` over a DagsterInstance: newest run by partition tag, failure from its events."""
     import dagster as dg
 
     def latest_run(batch_id: str) -> RunInfo | None:
@@ -128,7 +128,7 @@ def _failure_reason(instance, run_id: str) -> str | None:
     for kind in (dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE):
         for entry in reversed(instance.all_logs(run_id, of_type=kind)):
             event = entry.dagster_event
-            data = getattr(event, "step_failure_data", None) if kind.name == "STEP_FAILURE" else None
+            data = event.step_failure_data if event.is_step_failure else None
             if data is not None and data.user_failure_data is not None \
                     and data.user_failure_data.description:
                 return f"{event.step_key}: {data.user_failure_data.description}"

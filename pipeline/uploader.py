@@ -8,7 +8,8 @@ Band rules for folders without a manifest.json (also in `imagery-pipeline upload
 1. `--bands` names the bands of every image (one camera, one band order).
 2. Otherwise each band's GeoTIFF description is matched (Blue, Green, Red, RedEdge, NIR, LWIR, ...).
 3. A 1-band image is thermal when its description says thermal/LWIR/TIR, or when a thermal unit
-   is given and its description names no other band. The thermal unit applies to every thermal image.
+   is given and its description names no other band. The thermal unit applies to every thermal
+   image.
 """
 
 from __future__ import annotations
@@ -139,7 +140,8 @@ def _bands_for(path: Path, options: ManifestOptions) -> tuple[str, ...]:
                                "each image's bands", file=path.name)
         return options.bands
     described = band_from_description(header.descriptions[0]) if header.count == 1 else None
-    if header.count == 1 and (described == "thermal" or (options.thermal_unit and described is None)):
+    thermal_by_unit = options.thermal_unit is not None and described is None
+    if header.count == 1 and (described == "thermal" or thermal_by_unit):
         return ("thermal",)
     try:
         return resolve_bands(manifest_bands=None, descriptions=header.descriptions, file=path.name)
@@ -154,8 +156,11 @@ def _bands_for(path: Path, options: ManifestOptions) -> tuple[str, ...]:
         ) from exc
 
 
+Files = list[tuple[str, Path]]  # (name under the batch prefix, local path)
+
+
 def _generated_manifest(folder: Path, batch_id: str, options: ManifestOptions,
-                        errors: list[ImageryError]) -> tuple[Manifest | None, list[tuple[str, Path]]]:
+                        errors: list[ImageryError]) -> tuple[Manifest | None, Files]:
     images = collect_images(folder=folder)
     if not images:
         errors.append(ManifestError("holds no GeoTIFF (*.tif, *.tiff); point the command at the "
@@ -189,7 +194,7 @@ def _generated_manifest(folder: Path, batch_id: str, options: ManifestOptions,
 
 
 def _folder_manifest(path: Path, folder: Path, batch_id: str | None,
-                     errors: list[ImageryError]) -> tuple[Manifest | None, list[tuple[str, Path]]]:
+                     errors: list[ImageryError]) -> tuple[Manifest | None, Files]:
     raw = path.read_bytes()
     if batch_id is None:
         try:
@@ -219,7 +224,8 @@ def _folder_manifest(path: Path, folder: Path, batch_id: str | None,
 def _row(name: str, path: Path, sha: str | None, facts=None, error: ImageryError | None = None):
     size = path.stat().st_size if path.is_file() else 0
     if facts is None:
-        return FileCheck(name=name, size_bytes=size, sha256=sha, error=str(error) if error else None)
+        return FileCheck(name=name, size_bytes=size, sha256=sha,
+                         error=str(error) if error else None)
     return FileCheck(name=name, size_bytes=size, sha256=sha, bands=facts.bands, dtype=facts.dtype,
                      crs=facts.crs, width=facts.width, height=facts.height,
                      pixel_size=facts.pixel_size, error=str(error) if error else None)
@@ -259,7 +265,8 @@ def check_folder(*, folder: Path, batch_id: str | None, options: ManifestOptions
         if entry is None:
             continue
         if name in bad_files:
-            rows.append(_row(name, path, entry.sha256, error=next(e for e in errors if e.file == name)))
+            error = next(e for e in errors if e.file == name)
+            rows.append(_row(name, path, entry.sha256, error=error))
             continue
         single = manifest.model_copy(update={"images": (entry,), "zones": None})
         try:

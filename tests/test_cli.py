@@ -1,4 +1,4 @@
-"""`imagery-pipeline` through typer's CliRunner, against a real SeaweedFS S3 server or a local store."""
+"""`imagery-pipeline` through typer's CliRunner, on a real SeaweedFS S3 server or a local store."""
 
 from __future__ import annotations
 
@@ -84,7 +84,8 @@ def test_upload__images_first_manifest_last_with_matching_sha256(s3, sample, mon
     assert order[-1] == f"{bid}/manifest.json" and len(order) == 5
     assert set(keys(store, resource.imagery_bucket, bid)) == set(order)
     infos = {o.key: o for o in store.list_objects(resource.imagery_bucket, prefix=f"{bid}/")}
-    assert infos[f"{bid}/manifest.json"].last_modified == max(i.last_modified for i in infos.values())
+    newest = max(i.last_modified for i in infos.values())
+    assert infos[f"{bid}/manifest.json"].last_modified == newest
     manifest = json.loads(store.get_bytes(resource.imagery_bucket, f"{bid}/manifest.json"))
     for image in manifest["images"]:
         local = hashlib.sha256((sample / image["path"]).read_bytes()).hexdigest()

@@ -40,7 +40,7 @@ def run_demo(*, data_dir: Path, batch_id: str) -> dict:
         upload_folder(store, object_store.imagery_bucket, batch_id, sample.folder, sample.files)
 
     with dg.DagsterInstance.get() as instance:
-        sensor = definitions.get_sensor_def("imagery_upload_sensor")
+        sensor = definitions.resolve_sensor_def("imagery_upload_sensor")
         with dg.build_sensor_context(instance=instance, resources=definitions.resources) as context:
             result = sensor(context)
         requests = [r for r in result.run_requests if r.partition_key == batch_id]
@@ -48,7 +48,8 @@ def run_demo(*, data_dir: Path, batch_id: str) -> dict:
             raise RuntimeError(f"the sensor did not pick up {batch_id!r}; see the log above")
         instance.add_dynamic_partitions("imagery_batches", [batch_id])
         job = definitions.resolve_job_def("process_imagery_batch")
-        run = job.execute_in_process(instance=instance, partition_key=batch_id,
+        quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+        run = job.execute_in_process(instance=instance, partition_key=batch_id, run_config=quiet,
                                      tags=requests[0].tags, raise_on_error=False)
         outputs = []
         for bucket in (object_store.heatmap_bucket, object_store.report_bucket):

@@ -51,7 +51,7 @@ def write_manifest(folder: Path, **manifest) -> None:
 
 
 def sensor_tick(definitions: dg.Definitions, instance, cursor: str | None = None) -> dg.SensorResult:
-    sensor = definitions.get_sensor_def("imagery_upload_sensor")
+    sensor = definitions.resolve_sensor_def("imagery_upload_sensor")
     with dg.build_sensor_context(instance=instance, cursor=cursor,
                                  resources=definitions.resources) as context:
         return sensor(context)

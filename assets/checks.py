@@ -5,6 +5,7 @@ import rasterio
 
 from pipeline.core.analysis import IndexAnalysis, ThermalAnalysis
 from pipeline.core.registry import INDICES
+from pipeline.partitions import imagery_batches
 from resources.io_managers import PublishedObjects
 from resources.limits import LimitsResource
 
@@ -15,7 +16,7 @@ _WARN_ONLY = {"evi", "vari"}
 THERMAL_PLAUSIBLE_C = (-40.0, 120.0)
 
 
-@dg.asset_check(asset="index_statistics", blocking=True,
+@dg.asset_check(asset="index_statistics", partitions_def=imagery_batches, blocking=True,
                 description="Every index's min and max lie within its valid range.")
 def index_values_in_range(index_statistics: IndexAnalysis | None) -> dg.AssetCheckResult:
     if index_statistics is None:
@@ -37,7 +38,7 @@ def index_values_in_range(index_statistics: IndexAnalysis | None) -> dg.AssetChe
                   "problems": "; ".join(problems + warnings) or "none"})
 
 
-@dg.asset_check(asset="index_statistics", blocking=True,
+@dg.asset_check(asset="index_statistics", partitions_def=imagery_batches, blocking=True,
                 description="Each index covers at least IMAGERY_MIN_VALID_FRACTION of the grid.")
 def index_valid_fraction(index_statistics: IndexAnalysis | None,
                          limits: LimitsResource) -> dg.AssetCheckResult:
@@ -51,20 +52,20 @@ def index_valid_fraction(index_statistics: IndexAnalysis | None,
                   "below_minimum": ", ".join(sorted(low)) or "none"})
 
 
-@dg.asset_check(asset="index_rasters", blocking=True,
+@dg.asset_check(asset="index_rasters", partitions_def=imagery_batches, blocking=True,
                 description="Every published index raster is a valid COG with a CRS, float32, "
                             "nodata NaN.")
 def index_cogs_valid(index_rasters: PublishedObjects) -> dg.AssetCheckResult:
     return _cogs_valid(index_rasters, dtype="float32")
 
 
-@dg.asset_check(asset="index_heatmaps", blocking=True,
+@dg.asset_check(asset="index_heatmaps", partitions_def=imagery_batches, blocking=True,
                 description="Every published heatmap is a valid RGBA COG with a CRS.")
 def heatmap_cogs_valid(index_heatmaps: PublishedObjects) -> dg.AssetCheckResult:
     return _cogs_valid(index_heatmaps, dtype="uint8", count=4)
 
 
-@dg.asset_check(asset="thermal_raster", blocking=True,
+@dg.asset_check(asset="thermal_raster", partitions_def=imagery_batches, blocking=True,
                 description="The published thermal raster is a valid COG with a CRS.")
 def thermal_cog_valid(thermal_raster: PublishedObjects) -> dg.AssetCheckResult:
     return _cogs_valid(thermal_raster, dtype="float32")
@@ -94,7 +95,7 @@ def _cogs_valid(published: PublishedObjects, *, dtype: str, count: int = 1) -> d
                                          "problems": "; ".join(problems) or "none"})
 
 
-@dg.asset_check(asset="thermal_statistics", blocking=True,
+@dg.asset_check(asset="thermal_statistics", partitions_def=imagery_batches, blocking=True,
                 description=f"Temperatures lie within {THERMAL_PLAUSIBLE_C[0]:g} to "
                             f"{THERMAL_PLAUSIBLE_C[1]:g} °C (a wrong thermal_unit or scale shows here).")
 def thermal_plausible(thermal_statistics: ThermalAnalysis | None) -> dg.AssetCheckResult:

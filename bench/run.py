@@ -44,7 +44,7 @@ def command(contender: str, src: Path, out: Path) -> list[str]:
     if contender == "riocalc":
         rio = str(Path(py).with_name("rio"))
         return [rio, "calc", _riocalc_expression(), str(src), str(out / "indices.tif"),
-                "--dtype", "float32", "--masked", "--overwrite",
+                "--dtype", "float32", "--overwrite",
                 "--co", "nodata=nan", "--co", "compress=DEFLATE", "--co", "predictor=3",
                 "--co", "tiled=YES", "--co", "blockxsize=512", "--co", "blockysize=512",
                 "--co", "interleave=band", "--co", "bigtiff=IF_SAFER"]

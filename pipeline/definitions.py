@@ -12,7 +12,8 @@ from assets.analysis import thermal_maps, vegetation_indices
 from assets.batch import imagery_batch
 from assets.checks import CHECKS
 from assets.report import batch_report, report_distribution
-from pipeline.jobs import process_imagery_batch
+from pipeline.jobs import PER_BATCH_BACKFILL, process_imagery_batch
+from pipeline.schedules import build_reprocess_schedule
 from pipeline.sensors import build_upload_sensor
 from resources.dask import DaskResource
 from resources.io_managers import ObjectStoreIOManager
@@ -57,9 +58,11 @@ def build_resources() -> dict[str, object]:
 @dg.definitions
 def defs() -> dg.Definitions:
     return dg.Definitions(
-        assets=[imagery_batch, vegetation_indices, thermal_maps, batch_report, report_distribution],
+        assets=[a.with_attributes(backfill_policy=PER_BATCH_BACKFILL) for a in
+                (imagery_batch, vegetation_indices, thermal_maps, batch_report, report_distribution)],
         asset_checks=CHECKS,
         jobs=[process_imagery_batch],
         sensors=[build_upload_sensor()],
+        schedules=[build_reprocess_schedule()],
         resources=build_resources(),
     )

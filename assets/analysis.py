@@ -65,14 +65,37 @@ def _refusing_bad_input(context, batch: ValidatedBatch):
         raise bad_input(exc, batch.batch_id) from exc
 
 
-def _preview_md(files, name: str) -> str:
-    import base64
+# Thumbnails in the materialization's metadata: the event log keeps every event, and the UI
+# fetches them with the asset page, so a few kB per map (the full PNG is ~2 MB as base64).
+THUMBNAIL_PX = 256
 
-    for f in files:
-        if f.object_name == name:
-            data = base64.b64encode(f.path.read_bytes()).decode()
-            return f"![{name}](data:image/png;base64,{data})"
-    return ""
+
+def _thumbnail_uri(path) -> str:
+    """A small JPEG data: URI of a heatmap PNG, transparent pixels (no data) on white."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    with Image.open(path) as png:
+        rgba = png.convert("RGBA")
+    rgba.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+    rgb = Image.new("RGB", rgba.size, "white")
+    rgb.paste(rgba, mask=rgba.getchannel("A"))
+    buffer = io.BytesIO()
+    rgb.save(buffer, "JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _preview_md(files, names) -> str:
+    """Markdown with a thumbnail per heatmap (the Dagster UI renders data: URIs in markdown)."""
+    by_name = {f.object_name: f for f in files}
+    parts = []
+    for name in names:
+        f = by_name.get(f"{name}_heatmap.png")
+        if f is not None:
+            parts.append(f"**{name}**\n\n![{name} heatmap]({_thumbnail_uri(f.path)})")
+    return "\n\n".join(parts)
 
 
 @dg.multi_asset(
@@ -124,10 +147,8 @@ def vegetation_indices(
             yield dg.Output(PublishedFiles(rasters), "index_rasters",
                             metadata={"indices": ", ".join(result.indices),
                                       "seconds": round(result.seconds, 2)})
-            ndvi_preview = _preview_md(heatmaps, "ndvi_heatmap.png") or _preview_md(
-                heatmaps, f"{next(iter(result.indices))}_heatmap.png")
-            yield dg.Output(PublishedFiles(heatmaps), "index_heatmaps",
-                            metadata={"preview": dg.MetadataValue.md(ndvi_preview)})
+            yield dg.Output(PublishedFiles(heatmaps), "index_heatmaps", metadata={
+                "preview": dg.MetadataValue.md(_preview_md(heatmaps, result.indices))})
     metadata: dict = {}
     for name, r in result.indices.items():
         metadata.update(_float_metadata(r.stats, f"{name}_"))
@@ -194,7 +215,7 @@ def thermal_maps(
                             "thermal_raster", metadata={"seconds": round(result.seconds, 2)})
             heatmaps = tuple(f for f in result.files if f.kind != "float32")
             yield dg.Output(PublishedFiles(heatmaps), "thermal_heatmap", metadata={
-                "preview": dg.MetadataValue.md(_preview_md(heatmaps, "thermal_heatmap.png"))})
+                "preview": dg.MetadataValue.md(_preview_md(heatmaps, ["thermal"]))})
     s = result.stats
     metadata = {k: float(s[k]) for k in ("mean_c", "min_c", "max_c", "p90_c", "hotspot_area_m2")
                 if s.get(k) is not None}

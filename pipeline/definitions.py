@@ -65,4 +65,7 @@ def defs() -> dg.Definitions:
         sensors=[build_upload_sensor()],
         schedules=[build_reprocess_schedule()],
         resources=build_resources(),
+        # One process per run: a step process costs ~3 s of imports on a small machine, and the
+        # parallelism is inside the raster steps (dask), which the `raster` pool runs one at a time.
+        executor=dg.in_process_executor,
     )

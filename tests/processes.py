@@ -1,0 +1,160 @@
+"""Long-running services for tests, each in its own session (process group): the Dagster daemon
+and a dask scheduler + worker. Stopped with SIGTERM to the group, SIGKILL after a timeout, and
+checked afterwards: no process of the session may be left (a daemon started in the background
+ignores SIGTERM unless it leads its own group, and its code server and run workers are children).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.servers import HOST, free_port
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def session_members(sid: int) -> list[int]:
+    """Live (non-zombie) processes whose session id is `sid`, from /proc."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid pgrp session ...; comm may contain spaces and parentheses
+        fields = stat[stat.rindex(")") + 2:].split()
+        if fields[0] != "Z" and int(fields[3]) == sid:
+            members.append(int(entry.name))
+    return members
+
+
+@dataclass
+class Service:
+    name: str
+    proc: subprocess.Popen
+    log: Path
+    leftovers: list[int] = field(default_factory=list)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def tail(self, chars: int = 4000) -> str:
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+    def stop(self, *, timeout_s: float = 20.0) -> list[int]:
+        """SIGTERM the group, SIGKILL after `timeout_s`; returns pids of the session still alive."""
+        sid = self.proc.pid
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(sid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and (self.proc.poll() is None or session_members(sid)):
+            time.sleep(0.2)
+        if self.proc.poll() is None or session_members(sid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(sid, signal.SIGKILL)
+            for pid in session_members(sid):  # members that left the group but not the session
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=10)
+            time.sleep(0.5)
+        self.leftovers = session_members(sid)
+        return self.leftovers
+
+
+def start_service(name: str, args: list[str], *, env: dict[str, str], workdir: Path,
+                  cwd: Path = REPO) -> Service:
+    workdir.mkdir(parents=True, exist_ok=True)
+    log = workdir / f"{name}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=env, cwd=cwd, start_new_session=True)
+    return Service(name=name, proc=proc, log=log)
+
+
+@contextlib.contextmanager
+def dagster_daemon(*, env: dict[str, str], workdir: Path) -> Iterator[Service]:
+    """`dagster-daemon run -w workspace.yaml` (sensors, schedules, run queue, monitoring, retries).
+
+    The daemon starts the code server from workspace.yaml itself; runs launch as its children.
+    """
+    service = start_service("dagster-daemon", [str(BIN / "dagster-daemon"), "run", "-w",
+                                               str(REPO / "workspace.yaml")],
+                            env=env, workdir=workdir)
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+def _wait_port(port: int, *, service: Service, timeout_s: float) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not service.alive():
+            raise RuntimeError(f"{service.name} exited during start-up:\n{service.tail()}")
+        with socket.socket() as s:
+            if s.connect_ex((HOST, port)) == 0:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"{service.name} did not listen on {HOST}:{port} within {timeout_s} s")
+
+
+@dataclass
+class DaskCluster:
+    address: str
+    scheduler: Service
+    worker: Service
+
+
+@contextlib.contextmanager
+def dask_cluster(*, workdir: Path, nthreads: int = 2, env: dict[str, str] | None = None,
+                 start_timeout_s: float = 60.0) -> Iterator[DaskCluster]:
+    """A `distributed` scheduler and one worker process (`--nworkers 1 --nthreads N`) on free
+    loopback ports, each in its own session, dashboards off."""
+    env = dict(env or os.environ)
+    port = free_port()
+    address = f"tcp://{HOST}:{port}"
+    scheduler = start_service("dask-scheduler", [
+        sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", HOST, "--port", str(port),
+        "--no-dashboard", "--no-show"], env=env, workdir=workdir)
+    worker = None
+    try:
+        _wait_port(port, service=scheduler, timeout_s=start_timeout_s)
+        worker = start_service("dask-worker", [
+            sys.executable, "-m", "distributed.cli.dask_worker", address, "--host", HOST,
+            "--nworkers", "1", "--nthreads", str(nthreads), "--no-dashboard",
+            "--local-directory", str(workdir / "worker-space"), "--name", "test-worker"],
+            env=env, workdir=workdir)
+        _wait_workers(address, 1, worker=worker, timeout_s=start_timeout_s)
+        yield DaskCluster(address=address, scheduler=scheduler, worker=worker)
+    finally:
+        if worker is not None:
+            worker.stop()
+        scheduler.stop()
+
+
+def _wait_workers(address: str, count: int, *, worker: Service, timeout_s: float) -> None:
+    from distributed import Client
+
+    with Client(address, timeout="20s") as client:
+        deadline = time.monotonic() + timeout_s
+        while len(client.scheduler_info()["workers"]) < count:
+            if not worker.alive():
+                raise RuntimeError(f"dask worker exited during start-up:\n{worker.tail()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{count} dask worker(s) did not join {address}")
+            time.sleep(0.2)

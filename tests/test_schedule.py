@@ -209,3 +209,21 @@ def test_retry_policy__bad_input_fails_at_once_without_retry():
     assert not result.success and len(calls) == 1
     assert not any(e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY for e in result.all_events)
     assert "ortho.tif" in failure_text(result)
+
+
+# -- observability ---------------------------------------------------------------------------------
+def test_progress_log__reports_each_tenth_of_the_tasks_and_the_end():
+    import dask
+    import dask.array as da
+
+    from resources.dask import ProgressLog
+
+    lines: list[str] = []
+    array = da.ones((100, 100), chunks=(10, 10))  # 100 chunks
+    with dask.config.set(scheduler="threads", num_workers=2), ProgressLog(lines.append, every_s=0):
+        assert float((array * 2).sum().compute()) == 20_000.0
+    total = int(lines[0].split()[2])
+    assert lines[0] == f"dask: computing {total} task(s)" and total > 100
+    progress = [line for line in lines if "%" in line]
+    assert 5 <= len(progress) <= 10 and progress[0].startswith("dask: 1")
+    assert lines[-1].startswith(f"dask: done, {total}/{total} task(s) in ")

@@ -157,6 +157,22 @@ def screenshot(page, name: str) -> Path:
 pytestmark = pytest.mark.slow
 
 
+def test_definitions__every_asset_and_check_is_described_owned_and_grouped(monkeypatch, tmp_path):
+    """What the UI's asset pages show: description, owners and group; checks with descriptions."""
+    monkeypatch.setenv("IMAGERY_DATA_DIR", str(tmp_path))
+    from pipeline.definitions import defs
+
+    graph = defs().resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert {"imagery_batch", "index_statistics", "batch_report", "report_distribution"} <= keys
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.description and node.owners and node.group_name, key
+    assert len(graph.asset_check_keys) >= 6
+    for check in graph.asset_check_keys:
+        assert graph.get_check_spec(check).description, check
+
+
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory) -> Iterator[dict]:
     if not CHROMIUM.exists():
@@ -213,6 +229,8 @@ def test_ui__heatmap_preview_renders_as_an_image(ui, page):
     image.wait_for()
     width, height = image.evaluate("img => [img.naturalWidth, img.naturalHeight]")
     assert 0 < width <= 256 and 0 < height <= 256  # decoded by the browser: a real thumbnail
+    assert page.locator("img[src^='data:image/jpeg;base64,']").count() == 6  # one per index
+    page.wait_for_timeout(500)  # the dialog fades in
     screenshot(page, "index_heatmaps_preview")
     page.keyboard.press("Escape")
 

@@ -23,6 +23,7 @@ import dask
 import numpy as np
 
 from pipeline.core.cog import stage_rasters, translate_to_cog
+from pipeline.core.errors import NoValidData
 from pipeline.core.grid import Grid
 from pipeline.core.mosaic import ImageSource, mosaic
 from pipeline.core.preview import png_preview
@@ -135,6 +136,14 @@ def _publish(staged: dict[str, tuple[Path, str]], workdir: Path, log: Log) -> li
     return files
 
 
+def _no_valid_data(sources: Sequence[ImageSource], family: str) -> NoValidData:
+    """Raised after the one pass and before any file is published: no heatmap of nothing."""
+    return NoValidData(
+        f"holds no valid pixel in its {family} bands (every pixel is the nodata value, alpha 0 "
+        "or NaN); export the image again with its data, or check its nodata value",
+        file=", ".join(s.name for s in sources))
+
+
 def analyse_indices(
     *,
     sources: Sequence[ImageSource],
@@ -194,6 +203,8 @@ def analyse_indices(
         results[index.name] = IndexResult(
             name=index.name, stats=stats, zones=zone_stats,
             histogram=coarse_histogram(p, vmin=index.scale.vmin, vmax=index.scale.vmax))
+    if all(r.stats["valid_fraction"] == 0 for r in results.values()):
+        raise _no_valid_data(sources, "optical")
     first = computed[defs[0].name]
     zone_areas = {z.name: zone_area_m2(first, label=i + 1, pixel_area_m2=pixel_area)
                   for i, z in enumerate(zones)}
@@ -236,6 +247,8 @@ def analyse_thermal(
         f"({grid.crs.to_string()}), computed in {time.monotonic() - t0:.1f} s")
 
     whole = finalize(p, grid_pixels=grid.width * grid.height, pixel_area_m2=grid.pixel_area_m2)
+    if whole["valid_fraction"] == 0:
+        raise _no_valid_data(sources, "thermal")
     threshold = hotspot_threshold(whole)
     hotspots = find_hotspots(celsius, threshold=threshold, grid=grid)
     stats = {**finalize_thermal(p),

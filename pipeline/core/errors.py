@@ -53,3 +53,9 @@ class NoValidData(ImageryError):
 
 class ZonesError(ImageryError):
     """The zones GeoJSON is malformed or outside the batch."""
+
+
+class StorageUnavailable(Exception):
+    """The object store did not serve an image's bytes (5xx, SlowDown, timeout, refused or
+    denied connection) after GDAL's own retries. Not bad input, so not an ImageryError: the
+    step fails with an ordinary exception, which the retry policy and run retries retry."""

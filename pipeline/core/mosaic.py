@@ -15,6 +15,7 @@ Nodata: the file's nodata value, an `alpha` band (alpha 0 → NaN in all bands o
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
-from pipeline.core.errors import UnreadableImage
+from pipeline.core.errors import StorageUnavailable, UnreadableImage
 from pipeline.core.grid import DEFAULT_MAX_PIXELS, Grid, batch_grid
 from pipeline.core.manifest import OPTICAL_BANDS
 
@@ -90,6 +91,40 @@ def _unreadable(name: str, exc: BaseException | None = None) -> UnreadableImage:
     )
 
 
+_STORAGE_WORDS = re.compile(
+    r"HTTP response code: (5\d\d|429|403)|reduce your request rate|SlowDown|Service ?Unavailable|"
+    r"InternalError|timed out|Timeout|Connection (refused|reset|timed)|Could not resolve|"
+    r"Couldn't connect|AccessDenied|InvalidAccessKeyId|SignatureDoesNotMatch", re.IGNORECASE)
+try:
+    from rasterio._err import CPLE_AWSError as _AWSError
+    from rasterio._err import CPLE_AWSObjectNotFoundError as _AWSNotFound
+    from rasterio._err import CPLE_HttpResponseError as _HttpError
+except ImportError:  # pragma: no cover - rasterio internals moved
+    _AWSError = _AWSNotFound = _HttpError = ()
+
+
+def _storage_failure(exc: BaseException) -> bool:
+    """True when GDAL failed because the store did not answer, not because of the bytes."""
+    seen: list[BaseException] = []
+    while exc is not None and exc not in seen and len(seen) < 5:
+        seen.append(exc)
+        if _AWSError and isinstance(exc, (_AWSError, _HttpError)) and not isinstance(exc, _AWSNotFound):
+            return True
+        if _STORAGE_WORDS.search(str(exc)):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _read_failure(name: str, exc: BaseException) -> Exception:
+    """UnreadableImage for bad bytes; StorageUnavailable (retried) when the store failed."""
+    if _storage_failure(exc):
+        return StorageUnavailable(
+            f"{name}: the object store did not serve the image (GDAL: {exc}) after GDAL's "
+            "retries; the step fails and is retried (check the store if it persists)")
+    return _unreadable(name, exc)
+
+
 def open_header(source: ImageSource) -> HeaderInfo:
     """The header of `source`; raises UnreadableImage for files GDAL cannot decode.
 
@@ -111,7 +146,7 @@ def open_header(source: ImageSource) -> HeaderInfo:
                 )
                 ds.read(1, window=Window(ds.width - 1, ds.height - 1, 1, 1))
     except _READ_ERRORS as exc:
-        raise _unreadable(source.name, exc) from exc
+        raise _read_failure(source.name, exc) from exc
     return header
 
 
@@ -198,7 +233,7 @@ def _band_block(tiles: tuple[_Tile, ...], grid: tuple, block_info=None) -> np.nd
         try:
             values = _read_tile(tile, grid, (r0, r1), (c0, c1))
         except _READ_ERRORS as exc:
-            raise _unreadable(tile.name, exc) from exc
+            raise _read_failure(tile.name, exc) from exc
         hole = np.isnan(out)
         out[hole] = values[hole] * _F32(tile.scale)
         if not np.isnan(out).any():

@@ -129,7 +129,8 @@ def vegetation_indices(
     dask_resource: DaskResource,
     limits: LimitsResource,
 ):
-    batch = imagery_batch
+    # credentials are never stored with the batch: attached here, from the resource
+    batch = imagery_batch.with_gdal_options(object_store.store().gdal_options())
     if not batch.optical_sources:
         yield from _nothing(context, batch, ("index_rasters", "index_heatmaps", "index_statistics"),
                             "thermal-only batch: no optical band, no vegetation index")
@@ -197,7 +198,8 @@ def thermal_maps(
     dask_resource: DaskResource,
     limits: LimitsResource,
 ):
-    batch = imagery_batch
+    # credentials are never stored with the batch: attached here, from the resource
+    batch = imagery_batch.with_gdal_options(object_store.store().gdal_options())
     if not batch.thermal_sources:
         yield from _nothing(context, batch, ("thermal_raster", "thermal_heatmap", "thermal_statistics"),
                             "no thermal band in this batch")

@@ -12,7 +12,12 @@ from pipeline.core.validation import ValidatedBatch, check_sha256, sha256_of, va
 from pipeline.partitions import imagery_batches
 from pipeline.sensors import MANIFEST_ETAG_TAG
 from resources.limits import LimitsResource
-from resources.object_store import ObjectStoreResource
+from resources.object_store import (
+    AccessDenied,
+    BucketNotFound,
+    ObjectStoreError,
+    ObjectStoreResource,
+)
 
 CHUNK = 8 * 1024 * 1024
 
@@ -25,6 +30,13 @@ def bad_input(exc: ImageryError, batch_id: str) -> dg.Failure:
                   "error": type(exc).__name__},
         allow_retries=False,
     )
+
+
+def misconfigured(exc: ObjectStoreError) -> dg.Failure:
+    """Wrong credentials or a missing bucket: retrying cannot help, an operator must act."""
+    return dg.Failure(description=f"Object store configuration: {exc}",
+                      metadata={"error": type(exc).__name__, "reason": str(exc)},
+                      allow_retries=False)
 
 
 def _read_chunks(stream):
@@ -67,6 +79,9 @@ def imagery_batch(
             paths.append(manifest.zones)
         for path in paths:
             key = f"{batch_id}/{path}"
+            # An upload overwritten under the same name must be read anew: GDAL caches ranges
+            # of remote files per process (a re-run in the same process would read old bytes).
+            store.invalidate(bucket, key)
             head = store.head(bucket, key)
             if head is None:
                 raise ManifestError("is listed in manifest.json but was not uploaded; upload it "
@@ -93,6 +108,8 @@ def imagery_batch(
     except ImageryError as exc:
         context.log.error(f"Batch {batch_id} refused: {exc}")
         raise bad_input(exc, batch_id) from exc
+    except (AccessDenied, BucketNotFound) as exc:
+        raise misconfigured(exc) from exc
 
     rows = ["| file | size (MB) | CRS | pixel size | width × height | bands | dtype |",
             "|---|---|---|---|---|---|---|"]
@@ -122,4 +139,5 @@ def imagery_batch(
         })
     context.log.info(f"Batch {batch_id} valid: {json.dumps(batch.bands)} on "
                      f"{metadata.get('grid_width', '-')} × {metadata.get('grid_height', '-')} grid")
-    return dg.Output(batch, metadata=metadata)
+    # Stored by the IO manager: without GDAL options, which carry the store's credentials.
+    return dg.Output(batch.with_gdal_options({}), metadata=metadata)

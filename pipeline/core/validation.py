@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -52,6 +52,12 @@ class ValidatedBatch:
     grid: Grid | None  # the optical batch grid; None for a thermal-only batch
     manifest_etag: str = ""
     extra: Mapping[str, str] = field(default_factory=dict)
+
+    def with_gdal_options(self, options: Mapping[str, str]) -> ValidatedBatch:
+        """The batch with every source read under `options`. The stored batch carries none
+        (they hold the store's credentials); each step attaches its own from the resource."""
+        return replace(self, sources=tuple(replace(s, gdal_options=dict(options))
+                                           for s in self.sources))
 
     @property
     def optical_sources(self) -> tuple[ImageSource, ...]:

@@ -58,8 +58,8 @@ def build_resources() -> dict[str, object]:
 @dg.definitions
 def defs() -> dg.Definitions:
     return dg.Definitions(
-        assets=[a.with_attributes(backfill_policy=PER_BATCH_BACKFILL) for a in
-                (imagery_batch, vegetation_indices, thermal_maps, batch_report, report_distribution)],
+        assets=[a.with_attributes(backfill_policy=PER_BATCH_BACKFILL) for a in (
+            imagery_batch, vegetation_indices, thermal_maps, batch_report, report_distribution)],
         asset_checks=CHECKS,
         jobs=[process_imagery_batch],
         sensors=[build_upload_sensor()],

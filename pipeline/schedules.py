@@ -104,7 +104,8 @@ def _assets(repository_def) -> tuple[dict[str, str], frozenset[str]]:
     return versions, frozenset(expected)
 
 
-def gather_batch_facts(instance: dg.DagsterInstance, *, asset_keys: Iterable[str]) -> list[BatchFacts]:
+def gather_batch_facts(instance: dg.DagsterInstance, *,
+                       asset_keys: Iterable[str]) -> list[BatchFacts]:
     """What the instance knows about every batch: latest run, latest materializations."""
     partitions = list(instance.get_dynamic_partitions(imagery_batches.name))
     known = set(partitions)
@@ -166,5 +167,5 @@ def _check_cron(cron: str) -> None:
     try:
         dg.ScheduleDefinition(name="reprocess_cron_probe", cron_schedule=cron, job_name="probe")
     except Exception as exc:
-        raise ValueError(f"REPROCESS_CRON={cron!r} is not a valid cron expression ({exc}); use five "
-                         f"fields such as {DEFAULT_CRON!r} (02:00 UTC every night)") from None
+        raise ValueError(f"REPROCESS_CRON={cron!r} is not a valid cron expression ({exc}); "
+                         f"use five fields such as {DEFAULT_CRON!r} (02:00 UTC every night)") from None

@@ -27,7 +27,8 @@ class ProgressLog(Callback):
     """Logs a threads-scheduler computation's progress: tasks done at every `step` of the total,
     at most one line per `every_s` seconds (a small graph logs its start and end only)."""
 
-    def __init__(self, log: Callable[[str], None], *, step: float = 0.1, every_s: float = 1.0) -> None:
+    def __init__(self, log: Callable[[str], None], *, step: float = 0.1,
+                 every_s: float = 1.0) -> None:
         super().__init__()
         self._log, self._step, self._every_s = log, step, every_s
 

@@ -168,4 +168,5 @@ def _check_cron(cron: str) -> None:
         dg.ScheduleDefinition(name="reprocess_cron_probe", cron_schedule=cron, job_name="probe")
     except Exception as exc:
         raise ValueError(f"REPROCESS_CRON={cron!r} is not a valid cron expression ({exc}); "
-                         f"use five fields such as {DEFAULT_CRON!r} (02:00 UTC every night)") from None
+                         f"use five fields such as {DEFAULT_CRON!r} (02:00 UTC every night)"
+                         ) from None

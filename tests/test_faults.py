@@ -242,6 +242,7 @@ def counting_http_server() -> Iterator[tuple[str, list[str]]]:
 
 
 # == row 1: a poison pill among good batches =====================================================
+@pytest.mark.slow  # > 30 s: whole runs, or the retry policy's backoff
 def test_poison_pill__good_batches_run_bad_one_refused_with_reason_cursor_advances(env, capfd):
     good = [sample(env, "pill-good-a"), sample(env, "pill-good-b")]
     for s in good:
@@ -481,6 +482,7 @@ def test_corrupted_upload_body__store_refuses_nothing_at_the_final_key(seaweed, 
     assert direct.head(bucket, "b/p.tif") is None and direct.head(bucket, "b/u.tif") is None
 
 
+@pytest.mark.slow  # > 30 s: whole runs, or the retry policy's backoff
 def test_corrupted_publish__run_fails_and_no_output_is_visible(pg, tmp_path, monkeypatch, seaweed,
                                                                seaweed_buckets):
     with rule_proxy(seaweed.endpoint_url) as proxy, \
@@ -523,6 +525,7 @@ def test_escaping_paths__refused_and_no_url_called(env):
 
 
 # == row 10: the store down, SlowDown, read timeouts =============================================
+@pytest.mark.slow  # > 30 s: whole runs, or the retry policy's backoff
 def test_store_faults__retried_bounded_clean_failure_then_success(pg, tmp_path, monkeypatch, seaweed,
                                                                   seaweed_buckets):
     with rule_proxy(seaweed.endpoint_url) as proxy, \
@@ -655,6 +658,7 @@ def _comparable_summary(data: bytes, buckets: dict[str, str]) -> dict:
     return json.loads(text)
 
 
+@pytest.mark.slow  # > 30 s: whole runs, or the retry policy's backoff
 def test_reprocess__failed_batch_reuploaded_ends_like_a_clean_first_run(pg, tmp_path, monkeypatch,
                                                                         seaweed, seaweed_buckets):
     with _env(pg, tmp_path / "clean", monkeypatch, seaweed, design_buckets(seaweed)) as clean:

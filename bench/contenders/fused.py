@@ -11,11 +11,13 @@ only (what the benchmark feeds); threaded scheduler.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from bench.contenders._common import BANDS, REFLECTANCE_SCALE, Phases, parse
 
-CHUNK = 2048
+CHUNK = int(os.environ.get("BENCH_FUSED_CHUNK", "2048"))  # chunk side, pixels
 
 
 def _chunk(path, stages, defs, bins, nodata, rows, cols):

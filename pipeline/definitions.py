@@ -38,6 +38,8 @@ def build_resources() -> dict[str, object]:
         imagery_bucket=_env("IMAGERY_BUCKET", "imagery-uploads"),
         heatmap_bucket=_env("HEATMAP_BUCKET", "analysis-heatmaps"),
         report_bucket=_env("REPORT_BUCKET", "reports"),
+        read_timeout_s=float(timeout) if (timeout := _env("IMAGERY_S3_READ_TIMEOUT_S")) else None,
+        max_attempts=int(attempts) if (attempts := _env("IMAGERY_S3_MAX_ATTEMPTS")) else None,
     )
     workers = _env("DASK_NUM_WORKERS")
     return {

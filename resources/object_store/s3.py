@@ -51,8 +51,14 @@ class S3ObjectStore(ObjectStore):
     def __init__(self, *, endpoint_url: str, access_key: str, secret_key: str,
                  region: str = "us-east-1", max_attempts: int = 4, connect_timeout_s: float = 5.0,
                  read_timeout_s: float = 60.0, multipart_threshold: int = 64 * 1024 * 1024,
-                 part_size: int = 16 * 1024 * 1024) -> None:
+                 part_size: int = 16 * 1024 * 1024, gdal_timeout_s: float = 120.0,
+                 gdal_max_retry: int = 4) -> None:
+        """`max_attempts` / `read_timeout_s` are boto3's (total attempts per request, socket read
+        timeout); `gdal_max_retry` / `gdal_timeout_s` are GDAL's for /vsis3/ range reads
+        (retries after the first attempt, whole-request timeout), see `gdal_options`."""
         self.endpoint_url = endpoint_url.rstrip("/")
+        self.gdal_timeout_s = gdal_timeout_s
+        self.gdal_max_retry = gdal_max_retry
         self.region = region
         self._access_key = access_key
         self._secret_key = secret_key
@@ -261,10 +267,10 @@ class S3ObjectStore(ObjectStore):
             "AWS_VIRTUAL_HOSTING": "FALSE",
             "AWS_REGION": self.region,
             "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",  # no LIST per open
-            "GDAL_HTTP_MAX_RETRY": "4",
+            "GDAL_HTTP_MAX_RETRY": str(self.gdal_max_retry),
             "GDAL_HTTP_RETRY_DELAY": "1",
             "GDAL_HTTP_CONNECTTIMEOUT": "10",
-            "GDAL_HTTP_TIMEOUT": "120",
+            "GDAL_HTTP_TIMEOUT": str(max(1, round(self.gdal_timeout_s))),  # whole seconds
             "CPL_VSIL_CURL_CACHE_SIZE": str(64 * 1024 * 1024),  # cap of the per-process range cache
             "GDAL_HTTP_MULTIRANGE": "YES",
             "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",

@@ -167,6 +167,10 @@ def seaweedfs(workdir: Path, *, start_timeout_s: float = 60.0) -> Iterator[S3Ser
             "-master.telemetry=false", "-admin.ui=false", "-webdav=false",
             "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.config={config}",
             "-s3.autoCreateBucket=false", "-s3.allowDeleteBucketNotEmpty=false",
+            # Every bucket is a collection with volumes of its own; a session creates hundreds of
+            # small buckets, and the default (free disk / volume size) ran out of volume slots
+            # mid-suite ("No writable volumes and no free volumes left"). Volumes are sparse files.
+            "-volume.max=3000", "-master.volumeSizeLimitMB=32",
             f"-master.port={master}", f"-master.port.grpc={master_grpc}",
             f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}",
             f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",

@@ -2,15 +2,139 @@
 `dagster-daemon` process group (tests/processes.py) on Postgres and SeaweedFS.
 
 The DAGSTER_HOME of each test holds the repository's dagster.yaml with faster timers only
-(`fast_dagster_yaml`): run monitoring polls every 2 s instead of 30 s, and row 14 lowers
-max_concurrent_runs so that the limit is reached. Everything else is what operators deploy.
+(`fast_dagster_yaml`): run monitoring polls every 2 s instead of 30 s, the queue is looked at
+every second, and row 14 lowers max_concurrent_runs so that the limit is reached. Everything
+else is what operators deploy.
 """
 
 from __future__ import annotations
 
-import pytest
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
+import dagster as dg
+import psycopg2
+import pytest
+import yaml
+from rio_cogeo.cogeo import cog_validate
+
+from pipeline.sample import write_sample_batch
 from resources.object_store import ObjectStoreResource
+from tests.harness import configure_s3, load_definitions, object_store, upload_batch
+from tests.pg import PgDatabase, dagster_home, temporary_database
+from tests.processes import REPO, Service, dagster_daemon, session_members
+from tests.servers import HOST, free_port
+
+JOB = "process_imagery_batch"
+RASTER_STEPS = ("vegetation_indices", "thermal_maps")
+INDEX_NAMES = ["ndvi", "ndre", "gndvi", "savi", "evi", "vari"]
+S = dg.DagsterRunStatus
+
+
+def fast_dagster_yaml(home: Path, *, max_concurrent_runs: int | None = None) -> dict:
+    """The repository's dagster.yaml with faster timers: run monitoring polls every 2 s, slots of
+    ended runs are freed after 2 s, the run queue is looked at every second. Optionally a lower
+    max_concurrent_runs, so that a burst reaches the limit. Nothing else changes."""
+    config = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    monitoring = config["run_monitoring"]
+    monitoring["poll_interval_seconds"] = 2
+    if monitoring.get("free_slots_after_run_end_seconds"):
+        monitoring["free_slots_after_run_end_seconds"] = 2
+    config["run_coordinator"].setdefault("config", {})["dequeue_interval_seconds"] = 1
+    if max_concurrent_runs is not None:
+        config["concurrency"]["runs"]["max_concurrent_runs"] = max_concurrent_runs
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return config
+
+
+def wait_until(condition, *, timeout_s: float, what: str, daemon: Service, interval_s: float = 0.5):
+    """Poll `condition()` until it returns something truthy; fail naming `what` and the log tail."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if not daemon.alive():
+            raise AssertionError(f"{daemon.name} exited while waiting for {what}:\n{daemon.tail()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout_s} s; daemon log tail:\n{daemon.tail()}")
+        time.sleep(interval_s)
+
+
+def runs_of(instance, batch_id: str | None = None) -> list[dg.DagsterRun]:
+    tags = {"dagster/partition": batch_id} if batch_id else None
+    return list(instance.get_runs(dg.RunsFilter(job_name=JOB, tags=tags)))
+
+
+def worker_pid(instance, run_id: str) -> int | None:
+    """The run worker's pid, from the engine event the code server writes when it starts it."""
+    for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
+        if m := re.search(r"Started process for run \(pid: (\d+)\)", record.message or ""):
+            return int(m.group(1))
+    return None
+
+
+def step_started(instance, run_id: str, step_key: str) -> bool:
+    return any(r.step_key == step_key
+               for r in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_START))
+
+
+def expected_outputs(batch_id: str) -> tuple[set[str], set[str]]:
+    heat = {f"{batch_id}/{n}{s}" for n in INDEX_NAMES for s in (".tif", "_heatmap.tif", "_heatmap.png")}
+    heat |= {f"{batch_id}/thermal_c.tif", f"{batch_id}/thermal_heatmap.tif",
+             f"{batch_id}/thermal_heatmap.png"}
+    report = {f"{batch_id}/report.pdf", f"{batch_id}/summary.json", f"{batch_id}/distribution.json"}
+    return heat, report
+
+
+def assert_outputs_exact_and_whole(store, buckets: dict[str, str], batch_ids: list[str],
+                                   downloads: Path, *, validate: bool = True) -> None:
+    """Each bucket holds exactly the DESIGN §3 objects of the batches, no pending multipart upload,
+    and (with `validate`) every COG validates and summary.json parses."""
+    want_heat = set().union(*(expected_outputs(b)[0] for b in batch_ids))
+    want_report = set().union(*(expected_outputs(b)[1] for b in batch_ids))
+    assert {o.key for o in store.list_objects(buckets["heatmap"])} == want_heat
+    assert {o.key for o in store.list_objects(buckets["report"])} == want_report
+    for role in ("heatmap", "report"):
+        pending = store.client.list_multipart_uploads(Bucket=buckets[role]).get("Uploads", [])
+        assert pending == [], f"unfinished multipart uploads left in {buckets[role]}: {pending}"
+    if not validate:
+        return
+    for key in sorted(k for k in want_heat if k.endswith(".tif")):
+        path = downloads / key
+        store.download_file(buckets["heatmap"], key, path)
+        assert cog_validate(str(path), quiet=True)[0], key
+    for b in batch_ids:
+        summary = json.loads(store.get_bytes(buckets["report"], f"{b}/summary.json"))
+        assert summary["batch_id"] == b and set(summary["indices"]) == set(INDEX_NAMES)
+        assert store.get_bytes(buckets["report"], f"{b}/report.pdf")[:5] == b"%PDF-"
+
+
+@contextlib.contextmanager
+def daemon_env(tmp_path: Path, monkeypatch, seaweed, buckets, database: PgDatabase, *,
+               sensor_interval_s: int = 2, max_concurrent_runs: int | None = None):
+    """DAGSTER_HOME on `database` with the fast config, the code location on SeaweedFS, and a
+    running dagster-daemon; yields (daemon, instance, definitions)."""
+    configure_s3(monkeypatch, seaweed, buckets)
+    monkeypatch.setenv("IMAGERY_SENSOR_INTERVAL_S", str(sensor_interval_s))
+    monkeypatch.setenv("IMAGERY_SCRATCH_DIR", str(tmp_path / "scratch"))
+    with dagster_home(database, tmp_path) as home:
+        fast_dagster_yaml(home, max_concurrent_runs=max_concurrent_runs)
+        definitions = load_definitions()
+        with dagster_daemon(env=dict(os.environ), workdir=tmp_path / "daemon") as daemon, \
+                dg.DagsterInstance.get() as instance:
+            yield daemon, instance, definitions
+        assert daemon.leftovers == [], f"processes left of the daemon's session: {daemon.leftovers}"
 
 
 def test_s3_request_limits__reach_boto3_and_gdal_options(monkeypatch):
@@ -41,3 +165,47 @@ def test_s3_request_limits__nonsense_refused_naming_the_variable(monkeypatch):
     monkeypatch.setenv("IMAGERY_S3_MAX_ATTEMPTS", "0")
     with pytest.raises(ValueError, match="IMAGERY_S3_MAX_ATTEMPTS"):
         ObjectStoreResource.from_env().store()
+
+
+@pytest.mark.slow
+def test_worker_killed__run_failed_then_retried_to_one_complete_set_of_outputs(
+        tmp_path, monkeypatch, seaweed, seaweed_buckets):
+    """Row 12: the run worker is SIGKILLed inside a raster step. The code server sees its child
+    die and marks the run failed (DefaultRunLauncher has no worker health check for run
+    monitoring to call; monitoring frees the dead run's `raster` slot), run_retries launches a
+    retry from the failure, and the buckets end with exactly one complete set of outputs."""
+    with temporary_database() as database, daemon_env(tmp_path, monkeypatch, seaweed,
+                                                      seaweed_buckets, database) as (daemon, instance,
+                                                                                     definitions):
+        sample = write_sample_batch(tmp_path / "upload", batch_id="killed-worker", size=1024)
+        upload_batch(definitions, sample.folder, sample.batch_id, sample.files)
+        bid = sample.batch_id
+
+        def first_run_in_raster_step():
+            runs = runs_of(instance, bid)
+            return (len(runs) == 1 and step_started(instance, runs[0].run_id, "vegetation_indices")
+                    and runs[0])
+        first = wait_until(first_run_in_raster_step, timeout_s=120, daemon=daemon, interval_s=0.2,
+                           what="the run's vegetation_indices step to start")
+        pid = worker_pid(instance, first.run_id)
+        assert pid is not None and pid in session_members(daemon.proc.pid), pid
+        assert b"multiprocessing" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        os.kill(pid, signal.SIGKILL)
+
+        failed = wait_until(lambda: (r := instance.get_run_by_id(first.run_id)).is_finished and r,
+                            timeout_s=60, daemon=daemon, what="the killed run to be marked finished")
+        assert failed.status == S.FAILURE
+        assert not [r for r in instance.all_logs(first.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)
+                    if r.step_key == "vegetation_indices"]  # killed inside the step, not after it
+        messages = "\n".join(r.message or "" for r in instance.all_logs(first.run_id))
+        assert "signal" in messages.lower() or "exit" in messages.lower(), messages[-2000:]
+
+        def retry_finished():
+            retries = [r for r in runs_of(instance, bid) if r.run_id != first.run_id]
+            return retries and all(r.is_finished for r in retries) and retries
+        retries = wait_until(retry_finished, timeout_s=180, daemon=daemon,
+                             what="the automatic retry to finish")
+        assert [(r.status, r.tags.get("dagster/retry_number"), r.parent_run_id) for r in retries] == [
+            (S.SUCCESS, "1", first.run_id)]
+        assert_outputs_exact_and_whole(object_store(definitions).store(), seaweed_buckets, [bid],
+                                       tmp_path / "downloads")

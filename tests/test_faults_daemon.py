@@ -209,3 +209,72 @@ def test_worker_killed__run_failed_then_retried_to_one_complete_set_of_outputs(
             (S.SUCCESS, "1", first.run_id)]
         assert_outputs_exact_and_whole(object_store(definitions).store(), seaweed_buckets, [bid],
                                        tmp_path / "downloads")
+
+
+def raster_step_intervals(instance, run_ids) -> list[tuple[float, float, str]]:
+    """(start, end, run_id/step) of every raster step, from STEP_START and its end event."""
+    intervals = []
+    ends = (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE)
+    for run_id in run_ids:
+        starts, stops = {}, {}
+        for r in instance.all_logs(run_id):
+            if r.step_key in RASTER_STEPS and r.dagster_event is not None:
+                if r.dagster_event.event_type == dg.DagsterEventType.STEP_START:
+                    starts[r.step_key] = r.timestamp
+                elif r.dagster_event.event_type in ends:
+                    stops[r.step_key] = r.timestamp
+        assert set(starts) == set(stops), (run_id, starts, stops)
+        intervals += [(starts[k], stops[k], f"{run_id}/{k}") for k in starts]
+    return sorted(intervals)
+
+
+@pytest.mark.slow
+def test_burst_of_30_batches__limits_hold_backlog_drains_nothing_starves(
+        tmp_path, monkeypatch, seaweed, seaweed_buckets):
+    """Row 14: 30 tiny batches uploaded at once. At every sample at most `limit` runs are
+    starting or started, the limit is reached, no two raster steps of any runs overlap (pool
+    `raster`, limit 1), and every batch ends with one successful run within the bound."""
+    limit, count, bound_s = 3, 30, 600  # ~16 s a run on a busy 2-core machine
+    with temporary_database() as database, daemon_env(tmp_path, monkeypatch, seaweed, seaweed_buckets,
+                                                      database, max_concurrent_runs=limit) as (
+            daemon, instance, definitions):
+        batch_ids = [f"burst-{i:02d}" for i in range(count)]
+        for bid in batch_ids:
+            sample = write_sample_batch(tmp_path / "upload" / bid, batch_id=bid, size=64)
+            upload_batch(definitions, sample.folder, bid, sample.files)
+        t0 = time.monotonic()
+        in_flight = dg.RunsFilter(job_name=JOB, statuses=[S.STARTING, S.STARTED])
+        done = dg.RunsFilter(job_name=JOB, statuses=[S.SUCCESS, S.FAILURE, S.CANCELED])
+        samples = []
+        while instance.get_runs_count(done) < count:
+            samples.append(instance.get_runs_count(in_flight))
+            assert samples[-1] <= limit, f"{samples[-1]} runs in flight, limit {limit}"
+            assert daemon.alive(), daemon.tail()
+            assert time.monotonic() - t0 < bound_s, (
+                f"{instance.get_runs_count(done)} of {count} done after {bound_s} s:\n{daemon.tail()}")
+            time.sleep(0.25)
+        drained_s = time.monotonic() - t0
+        runs = runs_of(instance)
+        print(f"\n{count} batches drained in {drained_s:.0f} s; peak {max(samples)} in flight "
+              f"over {len(samples)} samples")
+        assert max(samples) == limit  # the limit was reached, so holding it means something
+        assert sorted(r.tags["dagster/partition"] for r in runs) == batch_ids  # one run each
+        assert {r.status for r in runs} == {S.SUCCESS}
+
+        intervals = raster_step_intervals(instance, [r.run_id for r in runs])
+        assert len(intervals) == 2 * count
+        for (_, end, a), (start, _, b) in zip(intervals, intervals[1:]):
+            assert start >= end, f"raster steps overlap: {a} until {end}, {b} from {start}"
+
+        # Nothing starves: the queue is served in order, up to the runs started in one dequeue.
+        records = sorted(instance.get_run_records(dg.RunsFilter(job_name=JOB)),
+                         key=lambda r: r.create_timestamp)
+        start_rank = {r.dagster_run.run_id: i for i, r in enumerate(
+            sorted(records, key=lambda r: r.start_time))}
+        overtaken = [sum(start_rank[later.dagster_run.run_id] < start_rank[r.dagster_run.run_id]
+                         for later in records[i + 1:]) for i, r in enumerate(records)]
+        waits = [r.start_time - r.create_timestamp.timestamp() for r in records]
+        print(f"longest queue wait {max(waits):.0f} s; most runs that overtook one: {max(overtaken)}")
+        assert max(overtaken) <= limit
+        assert_outputs_exact_and_whole(object_store(definitions).store(), seaweed_buckets, batch_ids,
+                                       tmp_path / "downloads", validate=False)

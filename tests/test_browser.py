@@ -215,6 +215,7 @@ def test_ui__processed_partition_shows_the_plotted_statistics(ui, page):
 def test_ui__report_asset_describes_and_links_its_objects(ui, page):
     open_ui(page, f"{ui['url']}/assets/batch_report", wait_for="ndvi_mean")
     page.get_by_text("report_distribution", exact=True).first.wait_for()  # the lineage panel
+    page.get_by_text("two renderings of one report model").first.wait_for()  # rendered late
     body = page.inner_text("body")
     assert "two renderings of one report model" in body  # the description
     assert f"reports/{DEMO_BATCH}/report.pdf" in body  # the published object

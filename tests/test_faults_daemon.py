@@ -278,3 +278,128 @@ def test_burst_of_30_batches__limits_hold_backlog_drains_nothing_starves(
         assert max(overtaken) <= limit
         assert_outputs_exact_and_whole(object_store(definitions).store(), seaweed_buckets, batch_ids,
                                        tmp_path / "downloads", validate=False)
+
+
+@dataclass
+class ThrowawayPostgres:
+    """A private Postgres cluster (never the machine's shared server): initdb/pg_ctl as the
+    `postgres` user, data and socket in a fresh /tmp folder, a free loopback port."""
+
+    bin: Path
+    root: Path
+    database: PgDatabase
+
+    def pg_ctl(self, *args: str) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", str(self.bin / "pg_ctl"), "-D",
+                        str(self.root / "data"), "-l", str(self.root / "log"), "-w", *args],
+                       check=True, capture_output=True, timeout=60, cwd=self.root)
+
+    def restart(self) -> None:
+        self.pg_ctl("-m", "fast", "-o", f"-c listen_addresses={HOST} -p {self.database.port} "
+                    f"-k {self.root}", "restart")
+
+    def processes(self) -> list[int]:
+        """The cluster's processes: postgres runs in its data directory (it rewrites its cmdline)."""
+        data = str(self.root / "data")
+        pids = []
+        for entry in Path("/proc").iterdir():
+            with contextlib.suppress(OSError):
+                if entry.name.isdigit() and os.readlink(entry / "cwd") == data:
+                    pids.append(int(entry.name))
+        return pids
+
+
+@contextlib.contextmanager
+def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
+    bins = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))
+    if not bins or shutil.which("runuser") is None:
+        pytest.skip("needs a Postgres server installation (/usr/lib/postgresql/*/bin) and runuser")
+    root = Path(tempfile.mkdtemp(prefix="faults-pg-"))
+    shutil.chown(root, "postgres")
+    port = free_port()
+    pg = ThrowawayPostgres(bin=bins[-1], root=root, database=PgDatabase(
+        host=HOST, port=port, user="postgres", password="", db="dagster"))
+    try:
+        subprocess.run(["runuser", "-u", "postgres", "--", str(pg.bin / "initdb"), "--no-sync", "-A",
+                        "trust", "-U", "postgres", "-D", str(root / "data")],
+                       check=True, capture_output=True, cwd=root)
+        pg.pg_ctl("-o", f"-c listen_addresses={HOST} -p {port} -k {root}", "start")
+        admin = psycopg2.connect(host=HOST, port=port, user="postgres", dbname="postgres")
+        admin.autocommit = True
+        with admin.cursor() as cur:
+            cur.execute('CREATE DATABASE "dagster"')
+        admin.close()
+        yield pg
+    finally:
+        with contextlib.suppress(subprocess.SubprocessError):
+            pg.pg_ctl("-m", "immediate", "stop")
+        for pid in pg.processes():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def sensor_ticks(instance) -> list:
+    from dagster._core.scheduler.instigation import InstigatorType
+
+    (state,) = [s for s in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR)
+                if s.instigator_name == "imagery_upload_sensor"]
+    return list(instance.get_ticks(state.instigator_origin_id, state.selector_id))
+
+
+@pytest.mark.slow
+def test_postgres_restarted__during_run_and_tick_daemon_recovers_no_duplicates_queue_kept(
+        tmp_path, monkeypatch, seaweed, seaweed_buckets):
+    """Row 13: Postgres restarted (fast shutdown: connections cut) while a run is in progress with
+    others queued behind it, and again while the sensor ticks on new uploads. The daemon keeps
+    going, the queued runs survive and run, and every batch has one run (plus automatic retries,
+    if the restart failed one) ending in success."""
+    from dagster._core.scheduler.instigation import TickStatus
+
+    with throwaway_postgres() as pg:
+        with daemon_env(tmp_path, monkeypatch, seaweed, seaweed_buckets, pg.database,
+                        max_concurrent_runs=1) as (daemon, instance, definitions):
+            first, later = [f"pg-restart-{i}" for i in range(3)], ["pg-restart-tick"]
+            for bid in first:
+                sample = write_sample_batch(tmp_path / "upload" / bid, batch_id=bid, size=64)
+                upload_batch(definitions, sample.folder, bid, sample.files)
+
+            def one_started_others_queued():
+                runs = runs_of(instance)
+                statuses = sorted(r.status.value for r in runs)
+                return (len(runs) == 3 and statuses.count("STARTED") == 1
+                        and statuses.count("QUEUED") == 2 and runs)
+            before = wait_until(one_started_others_queued, timeout_s=90, daemon=daemon,
+                                what="one run started and two queued")
+            queued = {r.run_id for r in before if r.status == S.QUEUED}
+            pg.restart()  # during a run, with two queued
+
+            sample = write_sample_batch(tmp_path / "upload" / later[0], batch_id=later[0], size=64)
+            upload_batch(definitions, sample.folder, later[0], sample.files)
+            for _ in range(3):  # the sensor ticks every 2 s: restarts 1 s apart cut into ticks
+                pg.restart()
+                time.sleep(1.0)
+            restarted = time.time()
+
+            def all_batches_succeeded():
+                runs = runs_of(instance)
+                return all(any(r.status == S.SUCCESS for r in runs
+                               if r.tags.get("dagster/partition") == b) for b in first + later) and runs
+            runs = wait_until(all_batches_succeeded, timeout_s=240, daemon=daemon, interval_s=1,
+                              what="a successful run for every batch")
+
+            originals = [r for r in runs if "dagster/retry_number" not in r.tags]
+            assert sorted(r.tags["dagster/partition"] for r in originals) == sorted(first + later)
+            assert len({r.tags["dagster/run_key"] for r in originals}) == len(originals)
+            for r in runs:
+                if "dagster/retry_number" in r.tags:
+                    assert r.parent_run_id in {o.run_id for o in originals} | {x.run_id for x in runs}
+            assert queued <= {r.run_id for r in originals}  # the queued runs themselves ran
+            wait_until(lambda: len([t for t in sensor_ticks(instance) if t.timestamp > restarted]) >= 3,
+                       timeout_s=30, daemon=daemon, what="three sensor ticks after the restarts")
+            after = [t for t in sensor_ticks(instance) if t.timestamp > restarted]
+            assert after[0].status in (TickStatus.SUCCESS, TickStatus.SKIPPED), after[0]
+            print(f"\nruns: {[(r.tags['dagster/partition'], r.status.value, r.tags.get('dagster/retry_number')) for r in runs]}"
+                  f"\nticks: {[t.status.value for t in sensor_ticks(instance)]}")
+        assert pg.processes() != []  # the cluster outlived the daemon, so it was the one in use
+    assert pg.processes() == [], "throwaway Postgres processes left running"

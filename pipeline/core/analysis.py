@@ -1,9 +1,9 @@
 """The analysis of one batch, as one dask graph per sensor family.
 
-`analyse_indices` builds the lazy mosaic, every index its bands allow, their RGBA heatmaps and
-their streaming statistics (whole grid, NDVI classes, zones), then runs ONE `dask.compute`, so
-each input block is decoded once however many indices there are (measured: ≈1.55× faster than
-one graph per index). The staged rasters are then translated into COGs and PNG previews in
+`analyse_indices` computes every index its bands allow, their RGBA heatmaps and their streaming
+statistics (whole grid, NDVI classes, zones) in ONE pass of window tasks (`index_pass`): each
+input block is decoded once however many indices there are, and memory is bounded by the
+windows in flight, not by the image. The staged rasters are then translated into COGs and PNG previews in
 `workdir`. `analyse_thermal` does the same for the thermal band, plus a second pass for hotspots
 (their threshold depends on the frame's statistics).
 
@@ -22,9 +22,10 @@ from typing import Any
 import dask
 import numpy as np
 
-from pipeline.core.cog import stage_rasters, translate_to_cog
+from pipeline.core.cog import create_stage, stage_rasters, translate_to_cog
 from pipeline.core.errors import NoValidData
 from pipeline.core.grid import Grid
+from pipeline.core.index_pass import IndexPass, as_lazy_stats, lazy_index_pass
 from pipeline.core.mosaic import ImageSource, mosaic
 from pipeline.core.preview import png_preview
 from pipeline.core.ramps import colorize
@@ -151,7 +152,7 @@ def analyse_indices(
     workdir: Path,
     zones_geojson: bytes | None = None,
     zones_name: str = "zones",
-    chunks: int = 2048,
+    chunks: int = 1024,
     max_pixels: int = 2_000_000_000,
     log: Log = _quiet,
 ) -> IndexAnalysis:
@@ -169,26 +170,27 @@ def analyse_indices(
             "red + nir (ndvi) or green + red + blue (vari)",
         )
     zones = load_zones(zones_geojson, name=zones_name, grid=grid) if zones_geojson else []
-    labels = zone_labels(zones, grid=grid, chunks=chunks) if zones else None
     log(f"Mosaic: {len(sources)} image(s), bands {', '.join(m.bands)} on a {grid.width} × "
         f"{grid.height} grid ({grid.crs.to_string()}), chunks of {chunks}²; "
         f"indices: {', '.join(d.name for d in defs)}; {len(zones)} zone(s)")
 
-    arrays = {}
-    parts: dict[str, LazyStats] = {}
     staged: dict[str, tuple[Path, str]] = {}
-    for index in defs:
+    for index in defs:  # create the staged files from the lazy arrays' metadata (not computed)
         values = compute(index, m.bands)
-        lo, hi, bins = histogram_bins(index)
-        parts[index.name] = lazy_stats(values, lo=lo, hi=hi, bins=bins, labels=labels,
-                                       n_labels=len(zones))
-        staged[index.name] = (workdir / f"{index.name}.stage.tif", "float32")
-        staged[f"{index.name}_heatmap"] = (workdir / f"{index.name}_heatmap.stage.tif", "rgba")
-        arrays[staged[index.name][0]] = values
-        arrays[staged[f"{index.name}_heatmap"][0]] = colorize(values, scale=index.scale)
-    task = stage_rasters(arrays)
+        for name, da, profile in ((index.name, values, "float32"),
+                                  (f"{index.name}_heatmap", colorize(values, scale=index.scale),
+                                   "rgba")):
+            staged[name] = (workdir / f"{name}.stage.tif", profile)
+            create_stage(staged[name][0], da)
+    bins = {index.name: histogram_bins(index) for index in defs}
+    plan = IndexPass(reader=m.window_reader(), indices=tuple(d.name for d in defs), bins=bins,
+                     zones=tuple(z.geometry for z in zones),
+                     transform=tuple(grid.transform)[:6],
+                     stages={name: str(path) for name, (path, _) in staged.items()})
     t0 = time.monotonic()
-    _, computed = dask.compute(task, parts)
+    (tables,) = dask.compute(lazy_index_pass(plan, shape=grid.shape, chunks=chunks))
+    computed = {name: as_lazy_stats(tables[name], lo=bins[name][0], hi=bins[name][1],
+                                    bins=bins[name][2]) for name in tables}
     log(f"Computed {len(defs)} indices, heatmaps and statistics in one pass "
         f"({grid.width * grid.height / 1e6:.1f} MP, {time.monotonic() - t0:.1f} s)")
 

@@ -168,6 +168,12 @@ def _total(*counts: np.integer) -> int:
     return int(sum(int(c) for c in counts))
 
 
+def create_stage(path: Path, da: xr.DataArray) -> None:
+    """Create the empty staged GeoTIFF for `da` (georeferencing, dtype, bands) without computing
+    it; windows are then written with `_GeoTiffTarget` (see pipeline.core.index_pass)."""
+    _create_stage(Path(path), _spatial(da, Path(path)))
+
+
 def stage_rasters(arrays: Mapping[Path, xr.DataArray]) -> Delayed:
     """One lazy task writing each DataArray to its path as an uncompressed tiled GeoTIFF.
 

@@ -80,6 +80,14 @@ class Mosaic:
     bands: dict[str, xr.DataArray]
     thermal_dn: xr.DataArray | None = None
     thermal_grid: Grid | None = None
+    tiles: dict[str, tuple[_Tile, ...]] = field(default_factory=dict)  # optical band -> tiles
+
+    def window_reader(self) -> WindowReader:
+        """A picklable reader of every optical band in one grid window (see `WindowReader`)."""
+        grid = self.grid
+        return WindowReader(tiles=dict(self.tiles),
+                            grid=(grid.crs.to_wkt(), tuple(grid.transform)[:6], grid.width,
+                                  grid.height))
 
 
 def _unreadable(name: str, exc: BaseException | None = None) -> UnreadableImage:
@@ -241,6 +249,87 @@ def _band_block(tiles: tuple[_Tile, ...], grid: tuple, block_info=None) -> np.nd
     return out
 
 
+@dataclass(frozen=True)
+class WindowReader:
+    """Reads every optical band of the mosaic in one grid window, opening each file once.
+
+    The band-by-band dask arrays of `mosaic` open a file per band and block; a pixel-interleaved
+    file then decodes each block once per band (measured: 8.4 s instead of 3.2 s for 5 bands).
+    This reads all the bands a file carries for the window in one call, so analyses that need
+    every band of a window (all the indices) decode each input block once. Picklable: paths and
+    plain data, so a `distributed` worker reads from the object store itself.
+    """
+
+    tiles: dict[str, tuple[_Tile, ...]]  # band -> tiles in manifest order
+    grid: tuple  # (crs wkt, transform[:6], width, height)
+
+    def read(self, rows: tuple[int, int], cols: tuple[int, int]) -> dict[str, np.ndarray]:
+        (r0, r1), (c0, c1) = rows, cols
+        by_file: dict[str, list[tuple[str, _Tile]]] = {}
+        for band, tiles in self.tiles.items():
+            for tile in tiles:
+                fr0, fr1, fc0, fc1 = tile.footprint
+                if fr0 < r1 and fr1 > r0 and fc0 < c1 and fc1 > c0:
+                    by_file.setdefault(tile.path, []).append((band, tile))
+        values: dict[tuple[str, str], np.ndarray] = {}
+        for path, wanted in by_file.items():
+            tile0 = wanted[0][1]
+            try:
+                read = _read_tile_bands(tuple(t for _, t in wanted), self.grid, rows, cols)
+            except _READ_ERRORS as exc:
+                raise _read_failure(tile0.name, exc) from exc
+            for (band, tile), array in zip(wanted, read, strict=True):
+                values[(band, tile.name)] = array
+        out = {}
+        for band, tiles in self.tiles.items():
+            block = np.full((r1 - r0, c1 - c0), np.nan, dtype=_F32)
+            for tile in tiles:  # first valid value in manifest order, scaled
+                tile_values = values.get((band, tile.name))
+                if tile_values is None:
+                    continue
+                hole = np.isnan(block)
+                block[hole] = tile_values[hole] * _F32(tile.scale)
+                if not np.isnan(block).any():
+                    break
+            out[band] = block
+        return out
+
+
+def _read_tile_bands(tiles: tuple[_Tile, ...], grid: tuple, rows: tuple[int, int],
+                     cols: tuple[int, int]) -> list[np.ndarray]:
+    """The bands of one file (`tiles` share a path) in a grid window: one read call, float32,
+    NaN where the file has no data."""
+    (r0, r1), (c0, c1) = rows, cols
+    first = tiles[0]
+    indexes = [t.band for t in tiles]
+    empty = [np.full((r1 - r0, c1 - c0), np.nan, dtype=_F32) for _ in tiles]
+    with rasterio.Env(**dict(first.gdal_options)), warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(first.path) as ds:
+            if first.offset is not None:
+                ro, co = first.offset
+                sr0, sr1 = max(r0 - ro, 0), min(r1 - ro, ds.height)
+                sc0, sc1 = max(c0 - co, 0), min(c1 - co, ds.width)
+                if sr0 >= sr1 or sc0 >= sc1:
+                    return empty
+                window = Window(sc0, sr0, sc1 - sc0, sr1 - sr0)
+                data = ds.read(indexes, window=window).astype(_F32)
+                if first.nodata is not None:
+                    data[data == _F32(first.nodata)] = np.nan
+                if first.alpha is not None:
+                    data[:, ds.read(first.alpha, window=window) == 0] = np.nan
+                for out, band in zip(empty, data, strict=True):
+                    out[sr0 + ro - r0:sr1 + ro - r0, sc0 + co - c0:sc1 + co - c0] = band
+                return empty
+            crs_wkt, transform, width, height = grid
+            with WarpedVRT(ds, crs=CRS.from_wkt(crs_wkt), transform=Affine(*transform),
+                           width=width, height=height, resampling=Resampling.bilinear,
+                           src_nodata=first.nodata, nodata=np.nan, dtype="float32",
+                           src_alpha=first.alpha or 0) as vrt:
+                data = vrt.read(indexes, window=Window(c0, r0, c1 - c0, r1 - r0)).astype(_F32)
+                return list(data)
+
+
 def _band_array(tiles: Sequence[_Tile], *, grid: Grid, chunks: int, name: str) -> xr.DataArray:
     grid_data = (grid.crs.to_wkt(), tuple(grid.transform)[:6], grid.width, grid.height)
     tiles = tuple(tiles)
@@ -293,14 +382,16 @@ def mosaic(
     thermal = [s for s in sources if "thermal" in s.bands]
     grid = batch_grid(optical, max_pixels=max_pixels) if optical else None
     bands: dict[str, xr.DataArray] = {}
+    band_tiles: dict[str, tuple[_Tile, ...]] = {}
     for band in OPTICAL_BANDS:
         carriers = [s for s in optical if band in s.bands]
         if carriers:
-            bands[band] = _band_array(_tiles(carriers, band, headers, grid, reflectance_scale),
-                                      grid=grid, chunks=chunks, name=band)
+            band_tiles[band] = tuple(_tiles(carriers, band, headers, grid, reflectance_scale))
+            bands[band] = _band_array(band_tiles[band], grid=grid, chunks=chunks, name=band)
     thermal_grid = thermal_dn = None
     if thermal:
         thermal_grid = batch_grid(thermal, bands=("thermal",), max_pixels=max_pixels)
         thermal_dn = _band_array(_tiles(thermal, "thermal", headers, thermal_grid, 1.0),
                                  grid=thermal_grid, chunks=chunks, name="thermal_dn")
-    return Mosaic(grid=grid, bands=bands, thermal_dn=thermal_dn, thermal_grid=thermal_grid)
+    return Mosaic(grid=grid, bands=bands, thermal_dn=thermal_dn, thermal_grid=thermal_grid,
+                  tiles=band_tiles)

@@ -203,31 +203,7 @@ def _footprint(header: HeaderInfo, grid: Grid, offset: tuple[int, int] | None):
 
 def _read_tile(tile: _Tile, grid: tuple, rows: tuple[int, int], cols: tuple[int, int]):
     """The tile's values in grid window rows × cols, float32, NaN where it has no data."""
-    (r0, r1), (c0, c1) = rows, cols
-    out = np.full((r1 - r0, c1 - c0), np.nan, dtype=_F32)
-    with rasterio.Env(**dict(tile.gdal_options)), warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with rasterio.open(tile.path) as ds:
-            if tile.offset is not None:
-                ro, co = tile.offset
-                sr0, sr1 = max(r0 - ro, 0), min(r1 - ro, ds.height)
-                sc0, sc1 = max(c0 - co, 0), min(c1 - co, ds.width)
-                if sr0 >= sr1 or sc0 >= sc1:
-                    return out
-                window = Window(sc0, sr0, sc1 - sc0, sr1 - sr0)
-                values = ds.read(tile.band, window=window).astype(_F32)
-                if tile.nodata is not None:
-                    values[values == _F32(tile.nodata)] = np.nan
-                if tile.alpha is not None:
-                    values[ds.read(tile.alpha, window=window) == 0] = np.nan
-                out[sr0 + ro - r0:sr1 + ro - r0, sc0 + co - c0:sc1 + co - c0] = values
-                return out
-            crs_wkt, transform, width, height = grid
-            with WarpedVRT(ds, crs=CRS.from_wkt(crs_wkt), transform=Affine(*transform),
-                           width=width, height=height, resampling=Resampling.bilinear,
-                           src_nodata=tile.nodata, nodata=np.nan, dtype="float32",
-                           src_alpha=tile.alpha or 0) as vrt:
-                return vrt.read(tile.band, window=Window(c0, r0, c1 - c0, r1 - r0)).astype(_F32)
+    return _read_tile_bands((tile,), grid, rows, cols)[0]
 
 
 def _band_block(tiles: tuple[_Tile, ...], grid: tuple, block_info=None) -> np.ndarray:

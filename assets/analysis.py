@@ -137,12 +137,16 @@ def vegetation_indices(
         return
     with _refusing_bad_input(context, batch):
         zones = _zones(batch, object_store)
-        with dask_resource.session() as scheduler, dask_resource.scratch(batch.batch_id) as workdir:
-            context.log.info(f"Batch {batch.batch_id}: computing indices on {scheduler}")
-            result = analyse_indices(
-                sources=batch.optical_sources, reflectance_scale=batch.manifest.reflectance_scale,
-                workdir=workdir, zones_geojson=zones, zones_name=batch.manifest.zones or "zones",
-                max_pixels=limits.max_pixels, log=context.log.info)
+        # The scheduler session (and its progress callback, registered process-wide by dask)
+        # ends before the first yield: a generator abandoned at a yield would leave it behind.
+        with dask_resource.scratch(batch.batch_id) as workdir:
+            with dask_resource.session() as scheduler:
+                context.log.info(f"Batch {batch.batch_id}: computing indices on {scheduler}")
+                result = analyse_indices(
+                    sources=batch.optical_sources,
+                    reflectance_scale=batch.manifest.reflectance_scale, workdir=workdir,
+                    zones_geojson=zones, zones_name=batch.manifest.zones or "zones",
+                    max_pixels=limits.max_pixels, log=context.log.info)
             rasters = tuple(f for f in result.files if f.kind == "float32")
             heatmaps = tuple(f for f in result.files if f.kind != "float32")
             yield dg.Output(PublishedFiles(rasters), "index_rasters",
@@ -207,12 +211,14 @@ def thermal_maps(
     with _refusing_bad_input(context, batch):
         unit, scale, offset = _thermal_parameters(batch)
         zones = _zones(batch, object_store)
-        with dask_resource.session() as scheduler, dask_resource.scratch(batch.batch_id) as workdir:
-            context.log.info(f"Batch {batch.batch_id}: thermal map on {scheduler}")
-            result = analyse_thermal(
-                sources=batch.thermal_sources, unit=unit, scale=scale, offset=offset,
-                workdir=workdir, zones_geojson=zones, zones_name=batch.manifest.zones or "zones",
-                max_pixels=limits.max_pixels, log=context.log.info)
+        with dask_resource.scratch(batch.batch_id) as workdir:
+            with dask_resource.session() as scheduler:  # closed before any yield (see above)
+                context.log.info(f"Batch {batch.batch_id}: thermal map on {scheduler}")
+                result = analyse_thermal(
+                    sources=batch.thermal_sources, unit=unit, scale=scale, offset=offset,
+                    workdir=workdir, zones_geojson=zones,
+                    zones_name=batch.manifest.zones or "zones",
+                    max_pixels=limits.max_pixels, log=context.log.info)
             yield dg.Output(PublishedFiles(tuple(f for f in result.files if f.kind == "float32")),
                             "thermal_raster", metadata={"seconds": round(result.seconds, 2)})
             heatmaps = tuple(f for f in result.files if f.kind != "float32")

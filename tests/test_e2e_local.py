@@ -110,3 +110,34 @@ def test_job__rerun_with_fewer_bands_removes_outputs_no_longer_produced(local, t
     assert rerun.success, failure_text(rerun)
     assert _objects(definitions, "heatmap_bucket", "shrinks") == {
         "thermal_c.tif", "thermal_heatmap.tif", "thermal_heatmap.png"}
+
+
+class _FailingIOManager(dg.IOManager):
+    def handle_output(self, context, obj):
+        raise OSError("the store went away while publishing")
+
+    def load_input(self, context):
+        raise AssertionError("not reached")
+
+
+def test_job__failed_publish_leaves_no_dask_callback_registered(local, tmp_path):
+    """A step that fails while its output is published leaves its generator suspended at the
+    yield; the dask session (a process-wide progress callback) must already be closed then, or
+    every later computation in the process logs into the dead run."""
+    from dask.callbacks import Callback
+
+    definitions, instance = local
+    sample = write_sample_batch(tmp_path / "b", batch_id="publish-fails", size=64)
+    upload_batch(definitions, sample.folder, sample.batch_id, sample.files)
+    tick = sensor_tick(definitions, instance)
+    instance.add_dynamic_partitions("imagery_batches", ["publish-fails"])
+    from pipeline.jobs import process_imagery_batch
+
+    failing = dg.Definitions(
+        assets=list(definitions.assets), asset_checks=list(definitions.asset_checks),
+        jobs=[process_imagery_batch], resources={**definitions.resources, "heatmap_io_manager": _FailingIOManager()},
+    ).resolve_job_def("process_imagery_batch")
+    run = failing.execute_in_process(instance=instance, partition_key="publish-fails",
+                                     tags=tick.run_requests[0].tags, raise_on_error=False)
+    assert not run.success and "the store went away" in failure_text(run)
+    assert Callback.active == set()

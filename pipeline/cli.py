@@ -18,7 +18,7 @@ from typing import Annotated
 import typer
 
 from pipeline.cli_output import FAILED, USAGE, check_as_dict, emit_json, fail, print_check
-from pipeline.cli_ops import presign_upload, report, status
+from pipeline.cli_ops import object_store_from_env, presign_upload, report, status
 from pipeline.cli_output import upload_progress
 from pipeline.core.errors import ImageryError
 from pipeline.core.manifest import MANIFEST_NAME
@@ -81,17 +81,6 @@ def _check(folder: Path, batch_id: str | None, options: ManifestOptions, as_json
         raise fail(str(exc), code=USAGE, as_json=as_json) from None
 
 
-def _object_store(as_json: bool):
-    from resources.object_store import ObjectStoreResource
-
-    resource = ObjectStoreResource.from_env()
-    try:
-        resource.store()
-    except ValueError as exc:
-        raise fail(str(exc), code=USAGE, as_json=as_json) from None
-    return resource
-
-
 @app.command(epilog=BAND_RULES)
 def upload(
     folder: Folder,
@@ -133,7 +122,7 @@ def upload(
             typer.echo(f"Dry run: {len(check.files)} file(s) + {MANIFEST_NAME} would be uploaded.",
                        err=True)
         return
-    resource = _object_store(as_json)
+    resource = object_store_from_env(as_json)
     store = resource.store()
     try:
         if resource.endpoint_url is None:

@@ -23,7 +23,8 @@ def _batch_id(batch_id: str, as_json: bool) -> str:
         raise fail(str(exc), code=USAGE, as_json=as_json) from None
 
 
-def _resource(as_json: bool):
+def object_store_from_env(as_json: bool):
+    """The store from the DESIGN.md §5 environment; a misconfiguration exits 2 with its reason."""
     from resources.object_store import ObjectStoreResource
 
     resource = ObjectStoreResource.from_env()
@@ -51,7 +52,7 @@ def status(
 
     if batch_id is not None:
         _batch_id(batch_id, as_json)
-    resource = _resource(as_json)
+    resource = object_store_from_env(as_json)
     instance = None
     if os.environ.get("DAGSTER_HOME"):
         import dagster as dg
@@ -98,7 +99,7 @@ def report(
     from resources.object_store.base import ObjectStoreError
 
     _batch_id(batch_id, as_json)
-    resource = _resource(as_json)
+    resource = object_store_from_env(as_json)
     store = resource.store()
     target = out if out is not None else Path(batch_id)
     try:
@@ -155,7 +156,7 @@ def presign_upload(
     if MANIFEST_NAME in names or len(set(names)) != len(names):
         raise fail("give each file once and not manifest.json (its URL is always printed, last)",
                    code=USAGE, as_json=as_json)
-    resource = _resource(as_json)
+    resource = object_store_from_env(as_json)
     if not resource.endpoint_url:
         raise fail("presigned URLs need S3/MinIO: MINIO_ENDPOINT_URL is not set, so the store is "
                    "the local folder IMAGERY_DATA_DIR; copy the files there instead",

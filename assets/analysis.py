@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 import dagster as dg
 
-from assets.batch import bad_input
+from assets.failures import bad_input
 from pipeline.core.analysis import analyse_indices, analyse_thermal
 from pipeline.core.errors import ImageryError, ManifestError
 from pipeline.core.registry import INDICES, THERMAL_SCALE
@@ -62,7 +62,7 @@ def _refusing_bad_input(context, batch: ValidatedBatch):
         yield
     except ImageryError as exc:
         context.log.error(f"Batch {batch.batch_id} refused: {exc}")
-        raise bad_input(exc, batch.batch_id) from exc
+        raise bad_input(context, exc, batch.batch_id) from exc
 
 
 # Thumbnails in the materialization's metadata: the event log keeps every event, and the UI

@@ -6,6 +6,7 @@ import time
 
 import dagster as dg
 
+from assets.failures import bad_input, misconfigured
 from pipeline.core.errors import ImageryError, ManifestError, UnreadableImage
 from pipeline.core.manifest import MANIFEST_NAME, parse_manifest
 from pipeline.core.validation import ValidatedBatch, check_sha256, sha256_of, validate_images
@@ -15,28 +16,10 @@ from resources.limits import LimitsResource
 from resources.object_store import (
     AccessDenied,
     BucketNotFound,
-    ObjectStoreError,
     ObjectStoreResource,
 )
 
 CHUNK = 8 * 1024 * 1024
-
-
-def bad_input(exc: ImageryError, batch_id: str) -> dg.Failure:
-    """A failure that is not retried: the input must change, not the weather."""
-    return dg.Failure(
-        description=f"Batch {batch_id!r} refused: {exc}",
-        metadata={"batch_id": batch_id, "file": exc.file or "", "reason": str(exc),
-                  "error": type(exc).__name__},
-        allow_retries=False,
-    )
-
-
-def misconfigured(exc: ObjectStoreError) -> dg.Failure:
-    """Wrong credentials or a missing bucket: retrying cannot help, an operator must act."""
-    return dg.Failure(description=f"Object store configuration: {exc}",
-                      metadata={"error": type(exc).__name__, "reason": str(exc)},
-                      allow_retries=False)
 
 
 def _read_chunks(stream):
@@ -107,9 +90,9 @@ def imagery_batch(
         )
     except ImageryError as exc:
         context.log.error(f"Batch {batch_id} refused: {exc}")
-        raise bad_input(exc, batch_id) from exc
+        raise bad_input(context, exc, batch_id) from exc
     except (AccessDenied, BucketNotFound) as exc:
-        raise misconfigured(exc) from exc
+        raise misconfigured(context, exc) from exc
 
     rows = ["| file | size (MB) | CRS | pixel size | width × height | bands | dtype |",
             "|---|---|---|---|---|---|---|"]

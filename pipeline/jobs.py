@@ -22,6 +22,10 @@ from pipeline.partitions import imagery_batches
 TRANSIENT_RETRY = dg.RetryPolicy(max_retries=3, delay=2.0, backoff=dg.Backoff.EXPONENTIAL,
                                  jitter=dg.Jitter.PLUS_MINUS)
 PER_BATCH_BACKFILL = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
+# A run failed for good (refused input, misconfiguration, a failed blocking check) carries this
+# tag: dagster.yaml's run_retries then leave it alone, and so does the nightly reprocessing
+# (assets/failures.py sets it, pipeline/schedules.py reads it).
+NO_RUN_RETRY_TAGS = {"dagster/retry_on_asset_or_op_failure": "false"}
 
 process_imagery_batch = dg.define_asset_job(
     name="process_imagery_batch",

@@ -10,8 +10,9 @@ not queued or running and:
 3. **stale**: an asset's current `code_version` differs from the code version recorded on the
    partition's latest materialization of it (e.g. an index formula changed).
 
-A batch whose latest run was refused as bad input (a deliberate `dg.Failure` with
-`allow_retries=False`) is not retried: the same upload would fail the same way every night. It is
+A batch whose latest run failed for good (input refused with a deliberate `dg.Failure`, or outputs
+failing a blocking check, such as temperatures from a wrong `thermal_unit`) is not retried: the
+same upload would fail the same way every night. It is
 processed again when its manifest is re-uploaded (a new ETag), which is the upload sensor's job.
 
 Failed and missing batches come first (they have no current outputs at all), then stale ones;

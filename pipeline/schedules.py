@@ -5,8 +5,9 @@ reads the facts from the instance with a fixed number of queries per tick (indep
 runs each batch had):
 
 - partitions: the dynamic partitions of `imagery_batches`, in registration order;
-- the latest run per partition and its status (`get_run_partition_data`); for failed ones, the
-  step failures of that run (a `dg.Failure` raised by `assets.batch.bad_input` = refused input);
+- the latest run per partition and its status (`get_run_partition_data`); for failed ones, whether
+  it failed for good: tagged `dagster/retry_on_asset_or_op_failure: false` (refused input, a
+  misconfiguration or a failed blocking check; `assets.failures`), or only `dg.Failure`s;
 - per asset, the storage id of each partition's latest materialization, then those records
   (in pages of 1,000), whose `dagster/code_version` tag is compared with the asset's current one.
 
@@ -26,7 +27,7 @@ from collections.abc import Iterable, Sequence
 
 import dagster as dg
 
-from pipeline.jobs import process_imagery_batch
+from pipeline.jobs import NO_RUN_RETRY_TAGS, process_imagery_batch
 from pipeline.partitions import imagery_batches
 from pipeline.reprocess import BatchFacts, select_reprocessing
 
@@ -78,7 +79,11 @@ def _materialized_code_versions(instance: dg.DagsterInstance, key: dg.AssetKey,
 
 
 def _refused_as_bad_input(instance: dg.DagsterInstance, run_id: str) -> bool:
-    """True when every step failure of the run is a deliberate `dg.Failure` (refused input)."""
+    """True when the run failed for good: tagged so (refused input, misconfiguration, a failed
+    blocking check; assets/failures.py), or every step failure is a deliberate `dg.Failure`."""
+    run = instance.get_run_by_id(run_id)
+    if run is not None and NO_RUN_RETRY_TAGS.items() <= run.tags.items():
+        return True
     failures = instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
     data = [f.dagster_event.step_failure_data for f in failures if f.dagster_event]
     return bool(data) and all(d.user_failure_data is not None for d in data)

@@ -57,8 +57,10 @@ def fast_dagster_yaml(home: Path, *, max_concurrent_runs: int | None = None) -> 
     return config
 
 
-def wait_until(condition, *, timeout_s: float, what: str, daemon: Service, interval_s: float = 0.5):
-    """Poll `condition()` until it returns something truthy; fail naming `what` and the log tail."""
+def wait_until(condition, *, timeout_s: float, what: str, daemon: Service, interval_s: float = 0.5,
+               explain=None):
+    """Poll `condition()` until it returns something truthy; fail naming `what`, with `explain()`
+    (when given) and the daemon's log tail."""
     deadline = time.monotonic() + timeout_s
     while True:
         value = condition()
@@ -67,8 +69,26 @@ def wait_until(condition, *, timeout_s: float, what: str, daemon: Service, inter
         if not daemon.alive():
             raise AssertionError(f"{daemon.name} exited while waiting for {what}:\n{daemon.tail()}")
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout_s} s; daemon log tail:\n{daemon.tail()}")
+            raise AssertionError(f"{what}: not within {timeout_s} s\n{explain() if explain else ''}"
+                                 f"\ndaemon log tail:\n{daemon.tail()}")
         time.sleep(interval_s)
+
+
+def explain_runs(instance, daemon: Service) -> str:
+    """Every run of the job with its status and last events, and the daemon's error lines: what a
+    failed wait needs to be understood."""
+    lines = []
+    for run in sorted(runs_of(instance), key=lambda r: r.run_id):
+        lines.append(f"run {run.run_id[:8]} {run.tags.get('dagster/partition')} {run.status.value} "
+                     f"retry={run.tags.get('dagster/retry_number')} parent={(run.parent_run_id or '')[:8]}")
+        for record in list(instance.all_logs(run.run_id))[-12:]:
+            kind = record.dagster_event.event_type_value if record.dagster_event else "log"
+            lines.append(f"    {kind} {record.step_key or ''} {(record.message or '')[:300]!r}")
+    log = daemon.log.read_text(errors="replace") if daemon.log.exists() else ""
+    errors = [x for x in log.splitlines() if re.search(r"ERROR|Error|Exception|WARNING", x)]
+    lines.append(f"daemon log: {len(errors)} error/warning lines, the last 40:")
+    lines += errors[-40:]
+    return "\n".join(lines)
 
 
 def runs_of(instance, batch_id: str | None = None) -> list[dg.DagsterRun]:
@@ -348,10 +368,6 @@ def sensor_ticks(instance) -> list:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason=(
-    "Row 13 is not settled: it passed in its author's runs, but in the clean-clone CI run of "
-    "2026-11-24 not every batch had a successful run within 240 s after the Postgres restarts. "
-    "Open in issue 6 until the recovery path is understood; it still runs and reports."))
 def test_postgres_restarted__during_run_and_tick_daemon_recovers_no_duplicates_queue_kept(
         tmp_path, monkeypatch, seaweed, seaweed_buckets):
     """Row 13: Postgres restarted (fast shutdown: connections cut) while a run is in progress with
@@ -390,7 +406,8 @@ def test_postgres_restarted__during_run_and_tick_daemon_recovers_no_duplicates_q
                 return all(any(r.status == S.SUCCESS for r in runs
                                if r.tags.get("dagster/partition") == b) for b in first + later) and runs
             runs = wait_until(all_batches_succeeded, timeout_s=240, daemon=daemon, interval_s=1,
-                              what="a successful run for every batch")
+                              what="a successful run for every batch",
+                              explain=lambda: explain_runs(instance, daemon))
 
             originals = [r for r in runs if "dagster/retry_number" not in r.tags]
             assert sorted(r.tags["dagster/partition"] for r in originals) == sorted(first + later)

@@ -1,9 +1,11 @@
 """`reprocess_stale_batches`, the retry policy and the backfill policy.
 
-Module fixture (embedded local store, a stored test instance): four uploaded batches go through the
-sensor and the real job: `a` and `c` fully, `b` with auto_report false (no report: an optional
-output, never "missing"), `d` refused as bad input (a wrong sha256). Then `e` is registered without
-a run (missing) and `f` gets a run that failed on an ordinary exception (failed, retryable).
+Module fixture (embedded local store, a stored test instance with dagster.yaml's run_retries):
+five uploaded batches go through the sensor and the real job: `a` and `c` fully, `b` with
+auto_report false (no report: an optional output, never "missing"), `d` refused as bad input (a
+wrong sha256), `g` stopped by a blocking check (thermal_unit kelvin on centikelvin data). Then `e`
+is registered without a run (missing) and `f` gets a run that failed on an ordinary exception
+(failed, retryable).
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import json
 
 import dagster as dg
 import pytest
+import yaml
 
-from assets.batch import bad_input
+from assets.failures import bad_input
 from pipeline.core.errors import ChecksumMismatch
 from pipeline.jobs import PER_BATCH_BACKFILL, TRANSIENT_RETRY
 from pipeline.partitions import imagery_batches
@@ -23,6 +26,7 @@ from pipeline.schedules import REASON_TAG
 from resources.object_store import TransientStoreError
 from tests.harness import configure_local, failure_text, launch_requested_runs, load_definitions
 from tests.harness import sensor_tick, upload_batch
+from tests.processes import REPO
 
 
 @dg.asset(partitions_def=imagery_batches, name="probe")
@@ -49,27 +53,33 @@ def _with_report_code_version(definitions: dg.Definitions, version: str) -> dg.D
         if spec.key == dg.AssetKey("batch_report") else spec)
 
 
+SHIPPED_RUN_RETRIES = yaml.safe_load((REPO / "dagster.yaml").read_text())["run_retries"]
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("reprocess")
-    with pytest.MonkeyPatch.context() as mp, dg.instance_for_test() as instance:
+    with pytest.MonkeyPatch.context() as mp, \
+            dg.instance_for_test(overrides={"run_retries": SHIPPED_RUN_RETRIES}) as instance:
         configure_local(mp, tmp / "data")
         mp.delenv("REPROCESS_MAX_RUNS_PER_TICK", raising=False)
         mp.delenv("REPROCESS_CRON", raising=False)
         definitions = load_definitions()
-        for batch_id in "abcd":
+        for batch_id in "abcdg":
             sample = write_sample_batch(tmp / batch_id, batch_id=batch_id, size=128)
             manifest = json.loads((sample.folder / "manifest.json").read_text())
             if batch_id == "b":
                 manifest["auto_report"] = False
             if batch_id == "d":
                 manifest["images"][0]["sha256"] = "0" * 64
+            if batch_id == "g":
+                manifest["images"][2]["thermal_unit"] = "kelvin"
             (sample.folder / "manifest.json").write_text(json.dumps(manifest))
             upload_batch(definitions, sample.folder, batch_id, sample.files)
         runs = launch_requested_runs(definitions, instance, sensor_tick(definitions, instance))
         outcome = {r.dagster_run.tags["dagster/partition"]: r for r in runs}
         assert all(outcome[b].success for b in "abc"), [failure_text(outcome[b]) for b in "abc"]
-        assert not outcome["d"].success
+        assert not outcome["d"].success and not outcome["g"].success
         instance.add_dynamic_partitions(imagery_batches.name, ["e", "f"])
         crashed = dg.materialize([_crashing_probe], instance=instance, partition_key="f",
                                  raise_on_error=False)
@@ -88,6 +98,24 @@ def test_schedule__definition_is_nightly_utc_running_by_default(world):
 def test_schedule__requests_failed_then_missing_but_not_bad_input_or_current(world):
     definitions, instance, _ = world
     assert _batches(_evaluate(definitions, instance)) == [("f", FAILED), ("e", MISSING)]
+
+
+def test_run_retries__failed_for_good_is_not_retried_a_crash_is(world):
+    """The daemon's run retries read `dagster/will_retry`, set when the failure is recorded: the
+    refused batch and the failed blocking check are final, the crash is retried."""
+    _, instance, _ = world
+    latest = {}
+    for run in sorted(instance.get_runs(), key=lambda r: instance.get_run_record_by_id(
+            r.run_id).create_timestamp):
+        latest[run.tags.get("dagster/partition")] = run
+    assert {b: latest[b].tags.get("dagster/will_retry") for b in "dgf"} == {
+        "d": "false", "g": "false", "f": "true"}
+    checks = instance.all_logs(latest["g"].run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    failed = [c for c in (e.dagster_event.asset_check_evaluation_data for e in checks)
+              if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR]
+    assert [c.check_name for c in failed] == ["thermal_plausible"]
+    assert [e.step_key for e in instance.all_logs(
+        latest["g"].run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY)] == []
 
 
 def test_schedule__code_version_change_makes_exactly_the_stale_batches_due(world):
@@ -175,17 +203,25 @@ def test_definitions__job_retries_transient_errors_and_backfills_one_batch_per_r
     assert PER_BATCH_BACKFILL.max_partitions_per_run == 1
 
 
-def _attempts_job(fail_with: Exception, calls: list[int]) -> dg.JobDefinition:
+def _attempts_job(fail_with, calls: list[int], *, retry_policy=TRANSIENT_RETRY,
+                  fail_times: int = 1) -> dg.JobDefinition:
+    """A one-asset job whose asset fails its first `fail_times` attempts with `fail_with` (an
+    exception, or a function of the context making one, as the assets raise `bad_input`)."""
     @dg.asset(partitions_def=imagery_batches)
-    def flaky() -> int:
+    def flaky(context) -> int:
         calls.append(1)
-        if len(calls) == 1:
-            raise fail_with
+        if len(calls) <= fail_times:
+            raise fail_with(context) if callable(fail_with) else fail_with
         return len(calls)
 
     job = dg.define_asset_job("flaky_job", selection=[flaky], partitions_def=imagery_batches,
-                              op_retry_policy=TRANSIENT_RETRY)
+                              op_retry_policy=retry_policy)
     return dg.Definitions(assets=[flaky], jobs=[job]).resolve_job_def("flaky_job")
+
+
+def _refused(context) -> dg.Failure:
+    return bad_input(context, ChecksumMismatch("sha256 differs from manifest.json; upload it again",
+                                               file="ortho.tif"), "x")
 
 
 def test_retry_policy__transient_store_error_is_retried_then_succeeds():
@@ -200,15 +236,32 @@ def test_retry_policy__transient_store_error_is_retried_then_succeeds():
 
 def test_retry_policy__bad_input_fails_at_once_without_retry():
     calls: list[int] = []
-    refused = bad_input(ChecksumMismatch("sha256 differs from manifest.json; upload it again",
-                                         file="ortho.tif"), "x")
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(imagery_batches.name, ["x"])
-        result = _attempts_job(refused, calls).execute_in_process(
+        result = _attempts_job(_refused, calls).execute_in_process(
             instance=instance, partition_key="x", raise_on_error=False)
     assert not result.success and len(calls) == 1
     assert not any(e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY for e in result.all_events)
     assert "ortho.tif" in failure_text(result)
+
+
+@pytest.mark.parametrize(("fail_with", "will_retry"), [
+    (RuntimeError("server closed the connection unexpectedly"), "true"),
+    (_refused, "false"),
+], ids=["step-failed-outside-the-input", "bad-input"])
+def test_run_retries__shipped_config_retries_failed_steps_but_never_bad_input(fail_with, will_retry):
+    """dagster.yaml's run_retries, as shipped: a run whose step failed for a reason outside the
+    input is marked for the daemon to retry (row 13: Postgres cut the worker's connection while
+    Dagster recorded an output, which no step retry covers); a run that refused its input is not."""
+    assert SHIPPED_RUN_RETRIES["enabled"] and SHIPPED_RUN_RETRIES["max_retries"] >= 1
+    calls: list[int] = []
+    with dg.instance_for_test(overrides={"run_retries": SHIPPED_RUN_RETRIES}) as instance:
+        instance.add_dynamic_partitions(imagery_batches.name, ["x"])
+        result = _attempts_job(fail_with, calls, retry_policy=None).execute_in_process(
+            instance=instance, partition_key="x", raise_on_error=False)
+        assert not result.success and len(calls) == 1
+        run = instance.get_run_by_id(result.run_id)
+    assert run.tags.get("dagster/will_retry") == will_retry, run.tags
 
 
 # -- observability ---------------------------------------------------------------------------------

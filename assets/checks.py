@@ -19,7 +19,8 @@ THERMAL_PLAUSIBLE_C = (-40.0, 120.0)
 
 @dg.asset_check(asset="index_statistics", partitions_def=imagery_batches, blocking=True,
                 description="Every index's min and max lie within its valid range.")
-def index_values_in_range(context: dg.AssetCheckExecutionContext, index_statistics: IndexAnalysis | None) -> dg.AssetCheckResult:
+def index_values_in_range(context: dg.AssetCheckExecutionContext,
+                          index_statistics: IndexAnalysis | None) -> dg.AssetCheckResult:
     if index_statistics is None:
         return dg.AssetCheckResult(passed=True, metadata={"note": "no optical bands; no index"})
     problems, warnings, ranges = [], [], {}
@@ -57,19 +58,22 @@ def index_valid_fraction(context: dg.AssetCheckExecutionContext,
 @dg.asset_check(asset="index_rasters", partitions_def=imagery_batches, blocking=True,
                 description="Every published index raster is a valid COG with a CRS, float32, "
                             "nodata NaN.")
-def index_cogs_valid(context: dg.AssetCheckExecutionContext, index_rasters: PublishedObjects) -> dg.AssetCheckResult:
+def index_cogs_valid(context: dg.AssetCheckExecutionContext,
+                     index_rasters: PublishedObjects) -> dg.AssetCheckResult:
     return final_check(context, _cogs_valid(index_rasters, dtype="float32"))
 
 
 @dg.asset_check(asset="index_heatmaps", partitions_def=imagery_batches, blocking=True,
                 description="Every published heatmap is a valid RGBA COG with a CRS.")
-def heatmap_cogs_valid(context: dg.AssetCheckExecutionContext, index_heatmaps: PublishedObjects) -> dg.AssetCheckResult:
+def heatmap_cogs_valid(context: dg.AssetCheckExecutionContext,
+                       index_heatmaps: PublishedObjects) -> dg.AssetCheckResult:
     return final_check(context, _cogs_valid(index_heatmaps, dtype="uint8", count=4))
 
 
 @dg.asset_check(asset="thermal_raster", partitions_def=imagery_batches, blocking=True,
                 description="The published thermal raster is a valid COG with a CRS.")
-def thermal_cog_valid(context: dg.AssetCheckExecutionContext, thermal_raster: PublishedObjects) -> dg.AssetCheckResult:
+def thermal_cog_valid(context: dg.AssetCheckExecutionContext,
+                      thermal_raster: PublishedObjects) -> dg.AssetCheckResult:
     return final_check(context, _cogs_valid(thermal_raster, dtype="float32"))
 
 
@@ -100,7 +104,8 @@ def _cogs_valid(published: PublishedObjects, *, dtype: str, count: int = 1) -> d
 @dg.asset_check(asset="thermal_statistics", partitions_def=imagery_batches, blocking=True,
                 description=f"Temperatures lie within {THERMAL_PLAUSIBLE_C[0]:g} to "
                             f"{THERMAL_PLAUSIBLE_C[1]:g} °C (a wrong thermal_unit or scale shows here).")
-def thermal_plausible(context: dg.AssetCheckExecutionContext, thermal_statistics: ThermalAnalysis | None) -> dg.AssetCheckResult:
+def thermal_plausible(context: dg.AssetCheckExecutionContext,
+                      thermal_statistics: ThermalAnalysis | None) -> dg.AssetCheckResult:
     if thermal_statistics is None:
         return dg.AssetCheckResult(passed=True, metadata={"note": "no thermal band"})
     s = thermal_statistics.stats

@@ -5,13 +5,12 @@ COGs, the RGBA heatmap COGs with PNG previews, and the statistics the report is 
 """
 
 import hashlib
-from contextlib import contextmanager
 
 import dagster as dg
 
-from assets.failures import bad_input
+from assets.failures import decided_by_error_kind
 from pipeline.core.analysis import analyse_indices, analyse_thermal
-from pipeline.core.errors import ImageryError, ManifestError
+from pipeline.core.errors import ManifestError
 from pipeline.core.registry import INDICES, THERMAL_SCALE
 from pipeline.core.validation import ValidatedBatch
 from pipeline.partitions import imagery_batches
@@ -53,16 +52,6 @@ def _nothing(context, batch: ValidatedBatch, outputs: tuple[str, str, str], note
     yield dg.Output(PublishedFiles(note=note), rasters)
     yield dg.Output(PublishedFiles(note=note), heatmaps)
     yield dg.Output(None, statistics, metadata={"note": note})
-
-
-@contextmanager
-def _refusing_bad_input(context, batch: ValidatedBatch):
-    """Bad input found during the analysis fails the step at once, without retries."""
-    try:
-        yield
-    except ImageryError as exc:
-        context.log.error(f"Batch {batch.batch_id} refused: {exc}")
-        raise bad_input(context, exc, batch.batch_id) from exc
 
 
 # Thumbnails in the materialization's metadata: the event log keeps every event, and the UI
@@ -135,7 +124,7 @@ def vegetation_indices(
         yield from _nothing(context, batch, ("index_rasters", "index_heatmaps", "index_statistics"),
                             "thermal-only batch: no optical band, no vegetation index")
         return
-    with _refusing_bad_input(context, batch):
+    with decided_by_error_kind(context, batch.batch_id):
         zones = _zones(batch, object_store)
         # The scheduler session (and its progress callback, registered process-wide by dask)
         # ends before the first yield: a generator abandoned at a yield would leave it behind.
@@ -208,7 +197,7 @@ def thermal_maps(
         yield from _nothing(context, batch, ("thermal_raster", "thermal_heatmap", "thermal_statistics"),
                             "no thermal band in this batch")
         return
-    with _refusing_bad_input(context, batch):
+    with decided_by_error_kind(context, batch.batch_id):
         unit, scale, offset = _thermal_parameters(batch)
         zones = _zones(batch, object_store)
         with dask_resource.scratch(batch.batch_id) as workdir:

@@ -7,17 +7,13 @@ import time
 import dagster as dg
 
 from assets.failures import bad_input, misconfigured
-from pipeline.core.errors import ImageryError, ManifestError, UnreadableImage
+from pipeline.core.errors import ConfigurationError, ImageryError, ManifestError, UnreadableImage
 from pipeline.core.manifest import MANIFEST_NAME, parse_manifest
 from pipeline.core.validation import ValidatedBatch, check_sha256, sha256_of, validate_images
 from pipeline.partitions import imagery_batches
 from pipeline.sensors import MANIFEST_ETAG_TAG
 from resources.limits import LimitsResource
-from resources.object_store import (
-    AccessDenied,
-    BucketNotFound,
-    ObjectStoreResource,
-)
+from resources.object_store import ObjectStoreResource
 
 CHUNK = 8 * 1024 * 1024
 
@@ -91,7 +87,7 @@ def imagery_batch(
     except ImageryError as exc:
         context.log.error(f"Batch {batch_id} refused: {exc}")
         raise bad_input(context, exc, batch_id) from exc
-    except (AccessDenied, BucketNotFound) as exc:
+    except ConfigurationError as exc:  # wrong credentials, missing bucket
         raise misconfigured(context, exc) from exc
 
     rows = ["| file | size (MB) | CRS | pixel size | width × height | bands | dtype |",

@@ -9,13 +9,20 @@ layer may retry bad input or a misconfiguration, which would only fail again: th
 false`, which the run-retry decision reads when the run's failure is recorded. A blocking asset
 check that fails with ERROR severity fails its step the same way, and is just as final: it judged
 outputs that a retry would only compute again.
+
+This module is the one place where the three kinds of `pipeline.core.errors` meet Dagster:
+`ImageryError` (bad input) and `ConfigurationError` are final; `TransientError` and anything
+unexpected propagate unchanged, so both retry layers apply. Assets wrap their work in
+`decided_by_error_kind(context, batch_id)`.
 """
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import dagster as dg
 
-from pipeline.core.errors import ImageryError
+from pipeline.core.errors import ConfigurationError, ImageryError
 from pipeline.jobs import NO_RUN_RETRY_TAGS
-from resources.object_store import ObjectStoreError
 
 
 def _no_run_retry(context: dg.OpExecutionContext | dg.AssetCheckExecutionContext) -> None:
@@ -34,10 +41,24 @@ def bad_input(context: dg.OpExecutionContext, exc: ImageryError, batch_id: str) 
                             "error": type(exc).__name__})
 
 
-def misconfigured(context: dg.OpExecutionContext, exc: ObjectStoreError) -> dg.Failure:
-    """Wrong credentials or a missing bucket: an operator must act."""
-    return _final(context, description=f"Object store configuration: {exc}",
-                  metadata={"error": type(exc).__name__, "reason": str(exc)})
+def misconfigured(context: dg.OpExecutionContext, exc: ConfigurationError) -> dg.Failure:
+    """Wrong credentials, a missing bucket, an unusable setting: an operator must act."""
+    return _final(context, description=f"Configuration: {exc}",
+                  metadata={"error": type(exc).__name__, "reason": str(exc),
+                            "setting": exc.setting or ""})
+
+
+@contextmanager
+def decided_by_error_kind(context: dg.OpExecutionContext, batch_id: str) -> Iterator[None]:
+    """Bad input and misconfiguration raised inside fail the step for good; the rest propagates."""
+    try:
+        yield
+    except ImageryError as exc:
+        context.log.error(f"Batch {batch_id} refused: {exc}")
+        raise bad_input(context, exc, batch_id) from exc
+    except ConfigurationError as exc:
+        context.log.error(f"Batch {batch_id}: the deployment is misconfigured: {exc}")
+        raise misconfigured(context, exc) from exc
 
 
 def final_check(context: dg.AssetCheckExecutionContext,

@@ -102,7 +102,7 @@ def upload(
     Runs the pipeline's own checks first (georeferencing, bands, overlap, pixel type, zones), so
     a bad batch is refused here, with the file and the fix named, before anything is sent.
     """
-    from resources.object_store.base import ObjectStoreError
+    from pipeline.storage.base import ObjectStoreError
 
     options = _options(bands, thermal_unit, zones, reflectance_scale, auto_report, as_json)
     check = _check(folder, batch_id, options, as_json)

@@ -48,7 +48,7 @@ def status(
     Exit 1 when the batch given does not exist.
     """
     from pipeline.cli_status import batch_statuses, dagster_latest_run
-    from resources.object_store.base import ObjectStoreError
+    from pipeline.storage.base import ObjectStoreError
 
     if batch_id is not None:
         _batch_id(batch_id, as_json)
@@ -96,7 +96,7 @@ def report(
 
     Exit 1 when the report does not exist yet (see `imagery-pipeline status <batch id>`).
     """
-    from resources.object_store.base import ObjectStoreError
+    from pipeline.storage.base import ObjectStoreError
 
     _batch_id(batch_id, as_json)
     resource = object_store_from_env(as_json)
@@ -144,7 +144,7 @@ def presign_upload(
     One URL per FILE (key <batch id>/<file name>) and one for manifest.json, which the device
     must PUT LAST: `curl -T FILE URL`. S3/MinIO only (MINIO_ENDPOINT_URL).
     """
-    from resources.object_store.base import ObjectStoreError
+    from pipeline.storage.base import ObjectStoreError
 
     _batch_id(batch_id, as_json)
     names = [f.name for f in files]

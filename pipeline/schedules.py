@@ -22,37 +22,23 @@ across ticks, a batch whose requested run is still queued or running is skipped.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Sequence
 
 import dagster as dg
 
 from pipeline.jobs import NO_RUN_RETRY_TAGS, process_imagery_batch
 from pipeline.partitions import imagery_batches
+from pipeline.core.errors import ConfigurationError
 from pipeline.reprocess import BatchFacts, select_reprocessing
+from pipeline.settings import Settings
 
 DEFAULT_CRON = "0 2 * * *"
-DEFAULT_MAX_RUNS_PER_TICK = 20
 REASON_TAG = "imagery/reprocess_reason"
 _PAGE = 1000
 IN_PROGRESS = frozenset({
     dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.MANAGED,
 })
-
-
-def reprocess_settings() -> tuple[str, int]:
-    """(cron, max runs per tick) from REPROCESS_CRON and REPROCESS_MAX_RUNS_PER_TICK."""
-    cron = os.environ.get("REPROCESS_CRON", "").strip() or DEFAULT_CRON
-    raw = os.environ.get("REPROCESS_MAX_RUNS_PER_TICK", "").strip()
-    try:
-        max_runs = int(raw) if raw else DEFAULT_MAX_RUNS_PER_TICK
-    except ValueError:
-        raise ValueError(f"REPROCESS_MAX_RUNS_PER_TICK={raw!r} is not an integer; "
-                         f"set a number of runs such as {DEFAULT_MAX_RUNS_PER_TICK}") from None
-    if max_runs < 1:
-        raise ValueError(f"REPROCESS_MAX_RUNS_PER_TICK must be at least 1, got {max_runs}")
-    return cron, max_runs
 
 
 def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:
@@ -133,8 +119,10 @@ def gather_batch_facts(instance: dg.DagsterInstance, *,
     return facts
 
 
-def build_reprocess_schedule() -> dg.ScheduleDefinition:
-    cron, max_runs = reprocess_settings()
+def build_reprocess_schedule(settings: Settings | None = None) -> dg.ScheduleDefinition:
+    """The nightly schedule, on Settings.reprocess_cron, at most reprocess_max_runs_per_tick runs."""
+    settings = Settings() if settings is None else settings
+    cron, max_runs = settings.reprocess_cron, settings.reprocess_max_runs_per_tick
     _check_cron(cron)
 
     @dg.schedule(
@@ -172,6 +160,6 @@ def _check_cron(cron: str) -> None:
     try:
         dg.ScheduleDefinition(name="reprocess_cron_probe", cron_schedule=cron, job_name="probe")
     except Exception as exc:
-        raise ValueError(f"REPROCESS_CRON={cron!r} is not a valid cron expression ({exc}); "
-                         f"use five fields such as {DEFAULT_CRON!r} (02:00 UTC every night)"
-                         ) from None
+        raise ConfigurationError(f"{cron!r} is not a valid cron expression ({exc}); use five "
+                                 f"fields such as {DEFAULT_CRON!r} (02:00 UTC every night)",
+                                 setting="REPROCESS_CRON") from None

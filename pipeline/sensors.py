@@ -12,18 +12,18 @@ import dagster as dg
 
 from pipeline.jobs import process_imagery_batch
 from pipeline.partitions import imagery_batches
-from pipeline.settings import sensor_interval_s
 from pipeline.uploads import ScanState, scan_uploads
 from resources.object_store import ObjectStoreResource
 
 MANIFEST_ETAG_TAG = "imagery/manifest_etag"
 
 
-def build_upload_sensor(*, minimum_interval_seconds: int | None = None) -> dg.SensorDefinition:
+def build_upload_sensor(*, minimum_interval_seconds: int = 30) -> dg.SensorDefinition:
+    """The sensor, ticking at most every `minimum_interval_seconds` (Settings.sensor_interval_s)."""
     @dg.sensor(
         name="imagery_upload_sensor",
         job=process_imagery_batch,
-        minimum_interval_seconds=minimum_interval_seconds or sensor_interval_s(),
+        minimum_interval_seconds=minimum_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Adds a partition and requests a run for each new or re-uploaded "
         "`<batch_id>/manifest.json` in the uploads bucket.",

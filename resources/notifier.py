@@ -1,23 +1,21 @@
 """Who is told that a report is ready: webhooks and e-mail, from server configuration only.
 
 Never from the manifest: an uploader must not be able to make the pipeline call arbitrary URLs
-(DESIGN.md §2). Environment variables (read by `NotifierResource.from_env()` when definitions are
-built, as `EnvVar`s so secrets stay out of the Dagster UI):
-
-    WEBHOOK_URLS    comma-separated https endpoints          WEBHOOK_SECRET  HMAC key (see distribution.py)
-    SMTP_HOST/PORT  mail relay (port default 25)             SMTP_FROM, SMTP_TO (comma-separated)
-    SMTP_USER, SMTP_PASSWORD                                 SMTP_STARTTLS   true/false (default false)
-    LINK_EXPIRY_S   lifetime of presigned links in seconds (default 7 days)
+(DESIGN.md §2). The settings (`pipeline.settings.Settings`: WEBHOOK_URLS, WEBHOOK_SECRET,
+SMTP_HOST/PORT/FROM/TO/USER/PASSWORD/STARTTLS, LINK_EXPIRY_S) are checked when the code location
+loads; the resource's fields are `EnvVar`s for the variables that are set, so secrets stay out
+of the Dagster UI. A channel is one function in `pipeline/core/distribution.py` plus its fields.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 
 import dagster as dg
 
 from pipeline.core.distribution import SmtpSettings, distribute
+from pipeline.core.errors import ConfigurationError
+from pipeline.settings import Settings
 from pipeline.core.summary import DistributionRecord, Link, Summary
 
 SEVEN_DAYS_S = 7 * 24 * 3600
@@ -49,21 +47,33 @@ class NotifierResource(dg.ConfigurableResource):
     backoff_s: float = 1.0
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> NotifierResource:
-        """A resource whose fields are `EnvVar`s for every variable that is set (defaults otherwise)."""
-        environ = os.environ if environ is None else environ
-        fields: dict[str, object] = {}
-        for field, name in _ENV.items():
-            if environ.get(name, "").strip():
-                fields[field] = dg.EnvVar.int(name) if field in _INT_FIELDS else dg.EnvVar(name)
+    def from_settings(cls, settings: Settings) -> NotifierResource:
+        """A resource whose fields are `EnvVar`s for every variable `settings` has set (checked
+        there), defaults otherwise."""
+        given = {
+            "webhook_urls": settings.webhook_urls, "webhook_secret": settings.webhook_secret,
+            "smtp_host": settings.smtp_host, "smtp_port": settings.smtp_port != 25,
+            "smtp_from": settings.smtp_from, "smtp_to": settings.smtp_to,
+            "smtp_user": settings.smtp_user, "smtp_password": settings.smtp_password,
+            "smtp_starttls": settings.smtp_starttls,
+            "link_expiry_s": settings.link_expiry_s != SEVEN_DAYS_S,
+        }
+        fields = {field: dg.EnvVar.int(_ENV[field]) if field in _INT_FIELDS else dg.EnvVar(_ENV[field])
+                  for field, value in given.items() if value}
         return cls(**fields)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> NotifierResource:
+        """`from_settings` of the environment as it is now."""
+        return cls.from_settings(Settings.from_env(environ))
 
     def smtp_settings(self) -> SmtpSettings | None:
         recipients = _split(self.smtp_to)
         if not (self.smtp_host and recipients):
             return None
         if not self.smtp_from:
-            raise ValueError("SMTP_FROM is not set; set the sender address to enable e-mail (or unset SMTP_TO)")
+            raise ConfigurationError("is not set; set the sender address to enable e-mail (or unset "
+                                     "SMTP_TO)", setting="SMTP_FROM")
         return SmtpSettings(
             host=self.smtp_host, port=self.smtp_port, sender=self.smtp_from, recipients=recipients,
             starttls=self.smtp_starttls.strip().lower() in {"1", "true", "yes", "on"},
@@ -74,8 +84,9 @@ class NotifierResource(dg.ConfigurableResource):
         """Notify every configured webhook and the e-mail recipients; failures are recorded, not raised."""
         urls = _split(self.webhook_urls)
         if urls and not self.webhook_secret:
-            raise ValueError("WEBHOOK_URLS is set but WEBHOOK_SECRET is not; receivers could not verify "
-                             "the signature. Set WEBHOOK_SECRET (a long random string).")
+            raise ConfigurationError("is set but WEBHOOK_SECRET is not; receivers could not verify the "
+                                     "signature. Set WEBHOOK_SECRET (a long random string)",
+                                     setting="WEBHOOK_URLS")
         return distribute(summary=summary, links=links, webhook_urls=urls, webhook_secret=self.webhook_secret,
                           smtp=self.smtp_settings(), timeout_s=self.timeout_s, retries=self.retries,
                           backoff_s=self.backoff_s)

@@ -16,7 +16,7 @@ from pipeline.cli import app
 from pipeline.cli_status import run_state
 from pipeline.sample import write_sample_batch
 from resources.object_store import ObjectStoreResource
-from resources.object_store.s3 import S3ObjectStore
+from pipeline.storage.s3 import S3ObjectStore
 from tests.harness import (
     configure_local,
     configure_s3,

@@ -36,8 +36,14 @@ DESIGN_ENV = (
     "IMAGERY_DATA_DIR", "IMAGERY_BUCKET", "HEATMAP_BUCKET", "REPORT_BUCKET",
     "DASK_SCHEDULER_ADDRESS", "DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USER",
     "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB",
+    "IMAGERY_COG_COMPRESSION", "IMAGERY_COG_MAX_Z_ERROR", "IMAGERY_INDICES_FILE",
+    "IMAGERY_MZ_CLASSES", "IMAGERY_MZ_MIN_HA", "IMAGERY_CANOPY_NDVI", "IMAGERY_AREA_UNIT",
+    "IMAGERY_API_TOKENS_SHA256", "IMAGERY_API_HOST", "IMAGERY_API_PORT",
 )
-NOT_IN_STACK = {"IMAGERY_DATA_DIR"}
+# The HTTP API's settings belong to the `api` service (issue 16), not to every code service.
+NOT_IN_STACK = {"IMAGERY_DATA_DIR", "IMAGERY_API_TOKENS_SHA256", "IMAGERY_API_HOST", "IMAGERY_API_PORT"}
+# Passed through to every code service, empty unless the operator sets them in .env.
+OPTIONAL_IN_STACK = {"IMAGERY_COG_MAX_Z_ERROR", "IMAGERY_INDICES_FILE"}
 CODE_SERVICES = ("user-code", "dagster-daemon", "dagster-webserver", "dask-worker")
 # (service, container port) -> host addresses it may be bound to (None: any, from .env).
 ALLOWED_PORTS = {("dagster-webserver", 3000): None, ("minio", 9001): None,
@@ -173,7 +179,7 @@ def check_interpolations(values: list[str], *, env: dict[str, str]) -> list[str]
             continue
         if name not in env:
             problems.append(f"${{{name}}} is used but not defined in .env.example")
-        if not modifier.startswith(":?"):
+        if not (modifier.startswith(":?") or name in OPTIONAL_IN_STACK and modifier.startswith("?")):
             problems.append(f"${{{name}{modifier}}} must be ${{{name}:?message}} (fail when unset)")
     return problems
 
@@ -184,7 +190,8 @@ def check_code_env(c: dict[str, Any], *, env: dict[str, str]) -> list[str]:
     for name in CODE_SERVICES:
         have = environment(services.get(name, {}))
         problems += [f"{name}: {var} not set" for var in DESIGN_ENV
-                     if var not in NOT_IN_STACK and not have.get(var)]
+                     if var not in NOT_IN_STACK and var not in have
+                     or var not in NOT_IN_STACK | OPTIONAL_IN_STACK and not have.get(var)]
     # The in-stack addresses must point at the services, on the ports they listen on.
     env0 = environment(services[CODE_SERVICES[0]])
     minio = re.fullmatch(r"http://([\w-]+):(\d+)", env0.get("MINIO_ENDPOINT_URL", ""))
@@ -606,3 +613,16 @@ def test_workspace__detects_breakage(compose: dict[str, Any]) -> None:
                                {"grpc_server": {"host": "usercode", "port": 4000}}]}
     problems = check_workspace(compose, workspace)
     assert len(problems) == 2, problems
+
+
+def test_compose__code_services_environment_is_valid_settings(compose: dict[str, Any],
+                                                                env: dict[str, str]) -> None:
+    """What compose gives each code service passes the settings checks the code location runs."""
+    from pipeline.settings import Settings
+
+    services = resolve(compose["services"], env=env)
+    for name in CODE_SERVICES:
+        settings = Settings.from_env(environment(services[name]))
+        assert settings.endpoint_url == "http://minio:9000", name
+        assert (settings.cog_compression, settings.mz_classes, settings.area_unit) == (
+            env["IMAGERY_COG_COMPRESSION"], int(env["IMAGERY_MZ_CLASSES"]), env["IMAGERY_AREA_UNIT"])

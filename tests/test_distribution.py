@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
+from pipeline.core.errors import ConfigurationError
 from aiosmtpd.controller import Controller
 
 from pipeline.core.distribution import (
@@ -221,5 +223,5 @@ def test_notifier_resource__from_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_notifier_resource__nothing_configured_notifies_nobody() -> None:
     record = NotifierResource().distribute(make_summary(), LINKS)
     assert record.notifications == []
-    with pytest.raises(ValueError, match="WEBHOOK_SECRET"):
+    with pytest.raises(ConfigurationError, match="WEBHOOK_SECRET"):
         NotifierResource(webhook_urls="https://a.example/h").distribute(make_summary(), LINKS)

@@ -28,7 +28,7 @@ from pipeline.core.errors import ManifestError, StorageUnavailable
 from pipeline.core.manifest import parse_manifest
 from pipeline.core.mosaic import ImageSource, open_header
 from pipeline.sample import write_sample_batch
-from resources.object_store import (
+from pipeline.storage import (
     AccessDenied,
     BucketNotFound,
     ObjectStoreError,

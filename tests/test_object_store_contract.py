@@ -23,16 +23,17 @@ import rasterio
 from rasterio.io import MemoryFile
 from affine import Affine
 
-from resources.object_store import (
+from pipeline.core.errors import ConfigurationError, TransientError
+from pipeline.storage import (
     AccessDenied,
     BucketNotFound,
     LocalObjectStore,
     ObjectNotFound,
     ObjectStoreError,
-    ObjectStoreResource,
     S3ObjectStore,
     TransientStoreError,
 )
+from resources.object_store import ObjectStoreResource
 from tests.servers import fault_proxy, unique_bucket
 
 MiB = 1024 * 1024
@@ -436,10 +437,15 @@ def test_object_store_resource__from_env_reads_at_call_time(monkeypatch, seaweed
 
 
 def test_object_store_resource__s3_without_keys_is_a_clear_error():
-    with pytest.raises(ValueError, match="MINIO_ACCESS_KEY"):
+    with pytest.raises(ConfigurationError, match="MINIO_ACCESS_KEY") as info:
         ObjectStoreResource(endpoint_url="http://127.0.0.1:9").store()
+    assert info.value.setting == "MINIO_ENDPOINT_URL"
 
 
 def test_object_store_error__hierarchy():
     assert all(issubclass(e, ObjectStoreError) for e in
                (AccessDenied, BucketNotFound, ObjectNotFound, TransientStoreError))
+    # The kind decides retries (pipeline.core.errors): credentials and buckets are configuration.
+    assert issubclass(AccessDenied, ConfigurationError) and issubclass(BucketNotFound, ConfigurationError)
+    assert issubclass(TransientStoreError, TransientError) and TransientStoreError.retriable
+    assert not AccessDenied.retriable and not ObjectNotFound.retriable

@@ -23,7 +23,8 @@ from pipeline.partitions import imagery_batches
 from pipeline.reprocess import FAILED, MISSING, STALE, BatchFacts, select_reprocessing
 from pipeline.sample import write_sample_batch
 from pipeline.schedules import REASON_TAG
-from resources.object_store import TransientStoreError
+from pipeline.core.errors import ConfigurationError
+from pipeline.storage import TransientStoreError
 from tests.harness import configure_local, failure_text, launch_requested_runs, load_definitions
 from tests.harness import sensor_tick, upload_batch
 from tests.processes import REPO
@@ -164,7 +165,7 @@ def test_schedule__invalid_cron_names_the_variable(world):
     _, _, mp = world
     mp.setenv("REPROCESS_CRON", "every night")
     try:
-        with pytest.raises(ValueError, match="REPROCESS_CRON='every night'"):
+        with pytest.raises(ConfigurationError, match="REPROCESS_CRON: 'every night' is not a valid cron"):
             load_definitions()
     finally:
         mp.delenv("REPROCESS_CRON")

@@ -1,13 +1,42 @@
-"""The error hierarchy of the compute core.
+"""The one error hierarchy of the product, and the three kinds that decide retries.
 
-Every message names the file (or manifest field) at fault and says how to fix the input, because
-the person reading it is an uploader, not the author of this code.
+`PipelineError` is the root. Every failure we raise on purpose is one of three kinds, and the kind
+alone decides what happens next (the mapping to Dagster is `assets/failures.py`, nowhere else):
+
+| kind | means | retried | message names |
+| --- | --- | --- | --- |
+| `ImageryError` | bad input: the batch cannot be processed as uploaded | never | the file and the fix |
+| `ConfigurationError` | the deployment is misconfigured | never | the setting and the fix |
+| `TransientError` | a service did not answer (store, network) | yes | what failed |
+
+Any other exception is a bug or a framework failure, and is retried like a transient one.
+Storage backends (`pipeline.storage`) subclass these kinds for their own errors.
 """
 
 from __future__ import annotations
 
 
-class ImageryError(Exception):
+class PipelineError(Exception):
+    """The root of every error the pipeline raises on purpose."""
+
+    retriable: bool = False
+
+
+class ConfigurationError(PipelineError):
+    """The deployment is misconfigured (a setting, a credential, a bucket). Never retried."""
+
+    def __init__(self, message: str, *, setting: str | None = None) -> None:
+        self.setting = setting
+        super().__init__(f"{setting}: {message}" if setting else message)
+
+
+class TransientError(PipelineError):
+    """A service did not answer in time; the same work may succeed later. Retried."""
+
+    retriable = True
+
+
+class ImageryError(PipelineError):
     """Bad input: the batch cannot be processed as uploaded. Never retried."""
 
     def __init__(self, message: str, *, file: str | None = None) -> None:
@@ -55,7 +84,7 @@ class ZonesError(ImageryError):
     """The zones GeoJSON is malformed or outside the batch."""
 
 
-class StorageUnavailable(Exception):
+class StorageUnavailable(TransientError):
     """The object store did not serve an image's bytes (5xx, SlowDown, timeout, refused or
     denied connection) after GDAL's own retries. Not bad input, so not an ImageryError: the
     step fails with an ordinary exception, which the retry policy and run retries retry."""

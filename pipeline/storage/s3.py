@@ -28,7 +28,7 @@ import botocore.exceptions as bce
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
-from resources.object_store.base import (
+from pipeline.storage.base import (
     AccessDenied,
     BucketNotFound,
     ObjectInfo,
@@ -37,7 +37,7 @@ from resources.object_store.base import (
     ObjectStoreError,
     TransientStoreError,
 )
-from resources.object_store.gdal_cache import clear_vsicurl_cache
+from pipeline.storage.gdal_cache import clear_vsicurl_cache
 
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's minimum size of every part but the last
 _DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403",

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from resources.object_store.base import (
+from pipeline.storage.base import (
     BucketNotFound,
     ObjectInfo,
     ObjectNotFound,

@@ -1,16 +1,19 @@
-"""The Dagster resource that picks the object-store backend from configuration."""
+"""The Dagster resource that picks the object-store backend from configuration.
+
+A thin wrapper: the backends and the classification of their errors live in `pipeline.storage`
+(Dagster-free); this only chooses one from its fields, which come from `Settings`.
+"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import dagster as dg
 from pydantic import PrivateAttr
 
-from resources.object_store.base import ObjectStore
-from resources.object_store.local import LocalObjectStore
-from resources.object_store.s3 import S3ObjectStore
+from pipeline.core.errors import ConfigurationError
+from pipeline.settings import Settings
+from pipeline.storage import LocalObjectStore, ObjectStore, S3ObjectStore
 
 
 class ObjectStoreResource(dg.ConfigurableResource):
@@ -37,8 +40,9 @@ class ObjectStoreResource(dg.ConfigurableResource):
         if self._store is None:
             if self.endpoint_url:
                 if not self.access_key or not self.secret_key:
-                    raise ValueError(f"MINIO_ENDPOINT_URL is {self.endpoint_url} but MINIO_ACCESS_KEY "
-                                     "or MINIO_SECRET_KEY is empty; set both")
+                    raise ConfigurationError(f"is {self.endpoint_url} but MINIO_ACCESS_KEY or "
+                                             "MINIO_SECRET_KEY is empty; set both",
+                                             setting="MINIO_ENDPOINT_URL")
                 self._store = S3ObjectStore(endpoint_url=self.endpoint_url, access_key=self.access_key,
                                             secret_key=self.secret_key, region=self.region,
                                             **self._request_limits())
@@ -54,27 +58,39 @@ class ObjectStoreResource(dg.ConfigurableResource):
         limits: dict[str, float | int] = {}
         if self.read_timeout_s is not None:
             if self.read_timeout_s <= 0:
-                raise ValueError(f"IMAGERY_S3_READ_TIMEOUT_S is {self.read_timeout_s}; give seconds > 0")
+                raise ConfigurationError(f"is {self.read_timeout_s}; give seconds > 0",
+                                         setting="IMAGERY_S3_READ_TIMEOUT_S")
             limits.update(read_timeout_s=self.read_timeout_s, gdal_timeout_s=self.read_timeout_s)
         if self.max_attempts is not None:
             if self.max_attempts < 1:
-                raise ValueError(f"IMAGERY_S3_MAX_ATTEMPTS is {self.max_attempts}; give 1 or more")
+                raise ConfigurationError(f"is {self.max_attempts}; give 1 or more",
+                                         setting="IMAGERY_S3_MAX_ATTEMPTS")
             limits.update(max_attempts=self.max_attempts, gdal_max_retry=self.max_attempts - 1)
         return limits
 
     @classmethod
-    def from_env(cls) -> ObjectStoreResource:
-        """Built from the DESIGN.md §5 variables as they are now (for the CLI and the demo)."""
-        env = os.environ
+    def from_settings(cls, settings: Settings, *, secrets_as_env_vars: bool = False) -> ObjectStoreResource:
+        """The resource for `settings`. With `secrets_as_env_vars` the credentials are `EnvVar`
+        references (resolved in the run, never stored in run config or shown in the UI)."""
+        s3 = settings.endpoint_url is not None
+        if s3 and secrets_as_env_vars:
+            access_key, secret_key = dg.EnvVar("MINIO_ACCESS_KEY"), dg.EnvVar("MINIO_SECRET_KEY")
+        else:
+            access_key, secret_key = settings.access_key, settings.secret_key
         return cls(
-            endpoint_url=env.get("MINIO_ENDPOINT_URL") or None,
-            access_key=env.get("MINIO_ACCESS_KEY") or None,
-            secret_key=env.get("MINIO_SECRET_KEY") or None,
-            region=env.get("MINIO_REGION") or "us-east-1",
-            data_dir=env.get("IMAGERY_DATA_DIR") or "./data",
-            imagery_bucket=env.get("IMAGERY_BUCKET") or "imagery-uploads",
-            heatmap_bucket=env.get("HEATMAP_BUCKET") or "analysis-heatmaps",
-            report_bucket=env.get("REPORT_BUCKET") or "reports",
-            read_timeout_s=float(t) if (t := env.get("IMAGERY_S3_READ_TIMEOUT_S")) else None,
-            max_attempts=int(n) if (n := env.get("IMAGERY_S3_MAX_ATTEMPTS")) else None,
+            endpoint_url=settings.endpoint_url,
+            access_key=access_key if s3 else None,
+            secret_key=secret_key if s3 else None,
+            region=settings.region,
+            data_dir=str(settings.data_dir),
+            imagery_bucket=settings.imagery_bucket,
+            heatmap_bucket=settings.heatmap_bucket,
+            report_bucket=settings.report_bucket,
+            read_timeout_s=settings.s3_read_timeout_s,
+            max_attempts=settings.s3_max_attempts,
         )
+
+    @classmethod
+    def from_env(cls) -> ObjectStoreResource:
+        """Built from the environment as it is now (for the CLI and the demo)."""
+        return cls.from_settings(Settings.from_env())

@@ -13,6 +13,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
+from pipeline.core.errors import ConfigurationError, PipelineError, TransientError
+
 
 @dataclass(frozen=True)
 class ObjectInfo:
@@ -22,11 +24,11 @@ class ObjectInfo:
     last_modified: datetime  # tz-aware UTC
 
 
-class ObjectStoreError(Exception):
+class ObjectStoreError(PipelineError):
     """A storage operation failed. Messages name the endpoint and bucket, never a secret."""
 
 
-class BucketNotFound(ObjectStoreError):
+class BucketNotFound(ObjectStoreError, ConfigurationError):
     """The bucket does not exist. Not retried: create it (or fix the bucket name) and rerun."""
 
 
@@ -34,11 +36,11 @@ class ObjectNotFound(ObjectStoreError):
     """The key does not exist in an existing bucket."""
 
 
-class AccessDenied(ObjectStoreError):
+class AccessDenied(ObjectStoreError, ConfigurationError):
     """Credentials are wrong or lack permission. Not retried: fix MINIO_ACCESS_KEY/SECRET_KEY."""
 
 
-class TransientStoreError(ObjectStoreError):
+class TransientStoreError(ObjectStoreError, TransientError):
     """The store kept failing (5xx, SlowDown, timeouts) after the bounded retries."""
 
 

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.cli_status import run_state
+from pipeline.cli.status import run_state
 from pipeline.sample import write_sample_batch
 from resources.object_store import ObjectStoreResource
 from pipeline.storage.s3 import S3ObjectStore

@@ -9,8 +9,9 @@ from typing import Annotated
 
 import typer
 
-from pipeline.cli_output import FAILED, USAGE, emit_json, fail
-from pipeline.core.errors import InvalidBatchId
+from pipeline.cli.output import FAILED, USAGE, emit_json, fail
+from pipeline.settings import Settings
+from pipeline.core.errors import ConfigurationError, InvalidBatchId
 from pipeline.core.manifest import MANIFEST_NAME, safe_relative_path, validate_batch_id
 
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
@@ -27,10 +28,10 @@ def object_store_from_env(as_json: bool):
     """The store from the DESIGN.md §5 environment; a misconfiguration exits 2 with its reason."""
     from resources.object_store import ObjectStoreResource
 
-    resource = ObjectStoreResource.from_env()
     try:
+        resource = ObjectStoreResource.from_settings(Settings.from_env())
         resource.store()
-    except ValueError as exc:
+    except ConfigurationError as exc:
         raise fail(str(exc), code=USAGE, as_json=as_json) from None
     return resource
 
@@ -47,7 +48,7 @@ def status(
     tag dagster/partition=<batch id>); without an instance the state comes from the store only.
     Exit 1 when the batch given does not exist.
     """
-    from pipeline.cli_status import batch_statuses, dagster_latest_run
+    from pipeline.cli.status import batch_statuses, dagster_latest_run
     from pipeline.storage.base import ObjectStoreError
 
     if batch_id is not None:

@@ -10,16 +10,15 @@ HEATMAP_BUCKET, REPORT_BUCKET; without MINIO_ENDPOINT_URL the local store in IMA
 from __future__ import annotations
 
 import json
-import os
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from pipeline.cli_output import FAILED, USAGE, check_as_dict, emit_json, fail, print_check
-from pipeline.cli_ops import object_store_from_env, presign_upload, report, status
-from pipeline.cli_output import upload_progress
+from pipeline.cli.output import FAILED, USAGE, check_as_dict, emit_json, fail, print_check
+from pipeline.cli.ops import object_store_from_env, presign_upload, report, status
+from pipeline.cli.output import upload_progress
 from pipeline.core.errors import ImageryError
 from pipeline.core.manifest import MANIFEST_NAME
 from pipeline.uploader import BatchExists, ManifestOptions, check_folder, manifest_json
@@ -173,9 +172,8 @@ def validate(
 
 @app.command()
 def demo(
-    data_dir: Annotated[Path, typer.Option(help="The embedded local store (IMAGERY_DATA_DIR).")] = Path(
-        os.environ.get("IMAGERY_DATA_DIR", "./data")
-    ),
+    data_dir: Annotated[Path | None, typer.Option(
+        help="The embedded local store; default IMAGERY_DATA_DIR, else ./data.")] = None,
     batch_id: Annotated[str, typer.Option(help="Batch id of the generated sample.")] = "demo-farm-2026-06-14",
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
@@ -186,7 +184,9 @@ def demo(
     `process_imagery_batch` runs for its partition, exactly as in production.
     """
     from pipeline.demo import run_demo
+    from pipeline.settings import Settings
 
+    data_dir = data_dir if data_dir is not None else Settings.from_env().data_dir
     result = run_demo(data_dir=data_dir.resolve(), batch_id=batch_id)
     if as_json:
         typer.echo(json.dumps(result, indent=2))

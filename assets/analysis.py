@@ -15,11 +15,10 @@ from pipeline.core.registry import INDICES, THERMAL_SCALE
 from pipeline.core.validation import ValidatedBatch
 from pipeline.partitions import imagery_batches
 from resources.dask import DaskResource
-from resources.io_managers import PUBLISHES, PublishedFiles
+from resources.io_managers import PublishedFiles
 from resources.limits import LimitsResource
 from resources.object_store import ObjectStoreResource
 
-_NAMES = "|".join(INDICES)
 # The asset's code version changes with any index's formula version, so the UI marks every
 # partition stale after a formula change and `reprocess_stale_batches` picks it up.
 INDICES_CODE_VERSION = "1-" + hashlib.sha256(
@@ -95,14 +94,13 @@ def _preview_md(files, names) -> str:
     outs={
         "index_rasters": dg.AssetOut(
             io_manager_key="heatmap_io_manager", code_version=INDICES_CODE_VERSION,
-            owners=_OWNERS, kinds={"cog"}, metadata={PUBLISHES: rf"({_NAMES})\.tif"},
+            owners=_OWNERS, kinds={"cog"},
             description="Float32 Cloud-Optimized GeoTIFF of every index the batch's bands allow "
             "(ndvi, ndre, gndvi, savi, evi, vari; DESIGN.md §3), on the batch grid, nodata NaN: "
             "analysis-heatmaps/<batch_id>/<index>.tif."),
         "index_heatmaps": dg.AssetOut(
             io_manager_key="heatmap_io_manager", code_version=INDICES_CODE_VERSION,
             owners=_OWNERS, kinds={"cog", "png"},
-            metadata={PUBLISHES: rf"({_NAMES})_heatmap\.(tif|png)"},
             description="RGBA heatmap COG of each index over its fixed colour scale (the same for "
             "every batch) with alpha 0 where no data, and a PNG preview ≤ 1024 px."),
         "index_statistics": dg.AssetOut(
@@ -169,13 +167,12 @@ def _thermal_parameters(batch: ValidatedBatch) -> tuple[str | None, float | None
     outs={
         "thermal_raster": dg.AssetOut(
             io_manager_key="heatmap_io_manager", code_version=THERMAL_CODE_VERSION,
-            owners=_OWNERS, kinds={"cog"}, metadata={PUBLISHES: r"thermal_c\.tif"},
+            owners=_OWNERS, kinds={"cog"},
             description="Surface temperature in °C (float32 COG, nodata NaN) on the thermal "
             "grid: analysis-heatmaps/<batch_id>/thermal_c.tif."),
         "thermal_heatmap": dg.AssetOut(
             io_manager_key="heatmap_io_manager", code_version=THERMAL_CODE_VERSION,
             owners=_OWNERS, kinds={"cog", "png"},
-            metadata={PUBLISHES: r"thermal_heatmap\.(tif|png)"},
             description=f"RGBA heatmap of temperature on the fixed {THERMAL_SCALE.ramp} scale "
             f"{THERMAL_SCALE.vmin:g}-{THERMAL_SCALE.vmax:g} °C, and a PNG preview."),
         "thermal_statistics": dg.AssetOut(

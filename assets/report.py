@@ -10,12 +10,13 @@ import dagster as dg
 from assets.analysis import INDICES_CODE_VERSION, THERMAL_CODE_VERSION
 from assets.failures import decided_by_error_kind
 from pipeline.core.analysis import IndexAnalysis, OutputFile, ThermalAnalysis
+from pipeline.core.outputs import Kind, batch_key, entry, lookup, preview_name
 from pipeline.core.report_build import build_context, build_summary, print_map
 from pipeline.core.report_pdf import render_report
 from pipeline.core.summary import Link, Summary
 from pipeline.core.validation import ValidatedBatch
 from pipeline.partitions import imagery_batches
-from resources.io_managers import PUBLISHES, PublishedFiles
+from resources.io_managers import PublishedFiles
 from resources.notifier import NotifierResource
 from resources.object_store import ObjectStoreResource
 
@@ -31,12 +32,14 @@ def code_version() -> str:
     return f"{package}+idx.{INDICES_CODE_VERSION}.th.{THERMAL_CODE_VERSION}.rep.{REPORT_CODE_VERSION}"
 
 
-def _artifacts(store, bucket: str, batch_id: str, names) -> dict[str, str]:
+def _artifacts(store, bucket: str, batch_id: str) -> dict[str, str]:
+    """summary.json `artifacts`: every COG of the batch (catalogue kind float or palette COG),
+    by object name without `.tif`."""
     artifacts = {}
     for info in store.list_objects(bucket, prefix=f"{batch_id}/"):
-        name = info.key[len(batch_id) + 1:]
-        if name.endswith(".tif") and name.removesuffix(".tif") in names:
-            artifacts[name.removesuffix(".tif")] = store.uri(bucket, info.key)
+        found = lookup(info.key[len(batch_id) + 1:])
+        if found and found[0].kind in (Kind.FLOAT_COG, Kind.PALETTE_COG):
+            artifacts[info.key[len(batch_id) + 1:].removesuffix(".tif")] = store.uri(bucket, info.key)
     return dict(sorted(artifacts.items()))
 
 
@@ -47,7 +50,6 @@ def _artifacts(store, bucket: str, batch_id: str, names) -> dict[str, str]:
     kinds={"pdf", "json"},
     code_version=REPORT_CODE_VERSION,
     io_manager_key="report_io_manager",
-    metadata={PUBLISHES: r"(report\.pdf|summary\.json)"},
     deps=["index_heatmaps", "thermal_heatmap", "index_rasters", "thermal_raster"],
     output_required=False,
     description="reports/<batch_id>/summary.json (DESIGN.md §3) and report.pdf, two renderings of "
@@ -68,10 +70,7 @@ def batch_report(
     store = object_store.store()
     heatmaps = object_store.heatmap_bucket
     names = set(index_statistics.indices) if index_statistics else set()
-    artifacts_for = names | ({f"{n}_heatmap" for n in names})
-    if thermal_statistics is not None:
-        artifacts_for |= {"thermal_c", "thermal_heatmap"}
-    artifacts = _artifacts(store, heatmaps, batch.batch_id, artifacts_for)
+    artifacts = _artifacts(store, heatmaps, batch.batch_id)
     generated_at = datetime.now(UTC).replace(microsecond=0)
     summary = build_summary(batch=batch, indices=index_statistics, thermal=thermal_statistics,
                             artifacts=artifacts, generated_at=generated_at,
@@ -80,9 +79,8 @@ def batch_report(
         workdir = Path(tmp)
         maps = {}
         for name in [*sorted(names), *(["thermal"] if thermal_statistics else [])]:
-            key = f"{batch.batch_id}/{name}_heatmap.png"
-            path = workdir / f"{name}_heatmap.png"
-            store.download_file(heatmaps, key, path)
+            path = workdir / preview_name(name)
+            store.download_file(heatmaps, batch_key(batch.batch_id, path.name), path)
             maps[name] = print_map(path, workdir / f"{name}_map.jpg")
         report_context = build_context(batch=batch, indices=index_statistics,
                                        thermal=thermal_statistics, maps=maps)
@@ -91,8 +89,8 @@ def batch_report(
         (workdir / "summary.json").write_bytes(summary.to_json())
         context.log.info(f"Report for {batch.batch_id}: {len(pdf) / 1e3:.0f} kB PDF, "
                          f"{len(summary.indices)} index section(s), {len(summary.zones)} zone(s)")
-        files = (OutputFile("summary.json", workdir / "summary.json", "json"),
-                 OutputFile("report.pdf", workdir / "report.pdf", "pdf"))
+        files = tuple(OutputFile(name, workdir / name, entry(name).kind.value)
+                      for name in ("summary.json", "report.pdf"))
         metadata = {"indices": ", ".join(summary.indices), "zones": len(summary.zones),
                     "pdf_bytes": len(pdf)}
         if "ndvi" in summary.indices and summary.indices["ndvi"].mean is not None:
@@ -107,7 +105,6 @@ def batch_report(
     kinds={"json"},
     code_version="1",
     io_manager_key="report_io_manager",
-    metadata={PUBLISHES: r"distribution\.json"},
     description="Presigned links to the report, summary and heatmaps, sent to the server-"
     "configured webhooks (HMAC-signed) and e-mail recipients; reports/<batch_id>/distribution.json "
     "records who was notified, when, the outcome and the links.",
@@ -123,15 +120,16 @@ def report_distribution(
     expires = timedelta(seconds=notifier.link_expiry_s)
     expires_at = datetime.now(UTC).replace(microsecond=0) + expires
     summary = Summary.model_validate_json(
-        store.get_bytes(object_store.report_bucket, f"{batch_id}/summary.json"))
+        store.get_bytes(object_store.report_bucket, batch_key(batch_id, "summary.json")))
+    # The report, the summary and every map preview of the batch (catalogue kind PNG).
+    previews = [o.key[len(batch_id) + 1:] for o in store.list_objects(
+        object_store.heatmap_bucket, prefix=f"{batch_id}/")
+        if (found := lookup(o.key[len(batch_id) + 1:])) and found[0].kind == Kind.PNG]
     links: dict[str, Link] = {}
-    for bucket, key, name in [
-        (object_store.report_bucket, f"{batch_id}/report.pdf", "report.pdf"),
-        (object_store.report_bucket, f"{batch_id}/summary.json", "summary.json"),
-        *[(object_store.heatmap_bucket, f"{batch_id}/{n}_heatmap.png", f"{n}_heatmap.png")
-          for n in [*summary.indices, *(["thermal"] if summary.thermal else [])]],
-    ]:
-        url = store.presigned_get(bucket, key, expires_s=notifier.link_expiry_s)
+    for bucket, name in [(object_store.report_bucket, "report.pdf"),
+                         (object_store.report_bucket, "summary.json"),
+                         *[(object_store.heatmap_bucket, name) for name in previews]]:
+        url = store.presigned_get(bucket, batch_key(batch_id, name), expires_s=notifier.link_expiry_s)
         links[name] = Link(url=url, expires_at=expires_at)
     with decided_by_error_kind(context, batch_id):  # WEBHOOK_URLS without a secret: final
         record = notifier.distribute(summary, links)
@@ -143,7 +141,7 @@ def report_distribution(
         path = Path(tmp) / "distribution.json"
         path.write_bytes(record.to_json())
         yield dg.Output(
-            PublishedFiles((OutputFile("distribution.json", path, "json"),)),
+            PublishedFiles((OutputFile(path.name, path, entry(path.name).kind.value),)),
             metadata={"links": len(links),
                       "delivered": sum(n.outcome == "delivered" for n in record.notifications),
                       "failed": sum(n.outcome == "failed" for n in record.notifications)})

@@ -13,7 +13,14 @@ from collections.abc import Mapping
 
 import dagster as dg
 
-from pipeline.core.distribution import SmtpSettings, distribute
+from pipeline.core.distribution import (
+    Channel,
+    Delivery,
+    EmailChannel,
+    SmtpSettings,
+    WebhookChannel,
+    distribute,
+)
 from pipeline.core.errors import ConfigurationError
 from pipeline.settings import Settings
 from pipeline.core.summary import DistributionRecord, Link, Summary
@@ -80,13 +87,21 @@ class NotifierResource(dg.ConfigurableResource):
             username=self.smtp_user or None, password=self.smtp_password or None,
         )
 
+    def channels(self) -> list[Channel]:
+        """The configured channels: one entry each (a new channel is a line here)."""
+        channels: list[Channel] = []
+        if urls := _split(self.webhook_urls):
+            if not self.webhook_secret:
+                raise ConfigurationError("is set but WEBHOOK_SECRET is not; receivers could not "
+                                         "verify the signature. Set WEBHOOK_SECRET (a long random "
+                                         "string)", setting="WEBHOOK_URLS")
+            channels.append(WebhookChannel(urls=urls, secret=self.webhook_secret))
+        if (smtp := self.smtp_settings()) is not None:
+            channels.append(EmailChannel(smtp=smtp))
+        return channels
+
     def distribute(self, summary: Summary, links: Mapping[str, Link]) -> DistributionRecord:
-        """Notify every configured webhook and the e-mail recipients; failures are recorded, not raised."""
-        urls = _split(self.webhook_urls)
-        if urls and not self.webhook_secret:
-            raise ConfigurationError("is set but WEBHOOK_SECRET is not; receivers could not verify the "
-                                     "signature. Set WEBHOOK_SECRET (a long random string)",
-                                     setting="WEBHOOK_URLS")
-        return distribute(summary=summary, links=links, webhook_urls=urls, webhook_secret=self.webhook_secret,
-                          smtp=self.smtp_settings(), timeout_s=self.timeout_s, retries=self.retries,
-                          backoff_s=self.backoff_s)
+        """Notify every configured channel; delivery failures are recorded, not raised."""
+        return distribute(summary=summary, links=links, channels=self.channels(),
+                          delivery=Delivery(timeout_s=self.timeout_s, retries=self.retries,
+                                            backoff_s=self.backoff_s))

@@ -12,6 +12,7 @@ import typer
 from pipeline.cli.output import FAILED, USAGE, emit_json, fail
 from pipeline.settings import Settings
 from pipeline.core.errors import ConfigurationError, InvalidBatchId
+from pipeline.core.outputs import Kind, batch_key, entries, lookup
 from pipeline.core.manifest import MANIFEST_NAME, safe_relative_path, validate_batch_id
 
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
@@ -109,11 +110,12 @@ def report(
                        f"({store.uri(resource.report_bucket, f'{batch_id}/report.pdf')} is "
                        f"missing); see `imagery-pipeline status {batch_id}`",
                        code=FAILED, as_json=as_json)
-        wanted = [(resource.report_bucket, f"{batch_id}/{name}")
-                  for name in ("report.pdf", "summary.json", "distribution.json")]
+        # Every document of the report bucket and every map preview (catalogue, core/outputs.py).
+        wanted = [(resource.report_bucket, batch_key(batch_id, e.template))
+                  for e in entries(bucket="report") if e.scope == "batch"]
         wanted += [(resource.heatmap_bucket, o.key) for o in
                    store.list_objects(resource.heatmap_bucket, prefix=f"{batch_id}/")
-                   if o.key.endswith(".png") and "/" not in o.key[len(batch_id) + 1:]]
+                   if (found := lookup(o.key[len(batch_id) + 1:])) and found[0].kind == Kind.PNG]
         target.mkdir(parents=True, exist_ok=True)
         saved = []
         for bucket, key in wanted:

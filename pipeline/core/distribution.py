@@ -223,29 +223,52 @@ def email_text(summary: Summary, links: Mapping[str, Link]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def distribute(
-    *,
-    summary: Summary,
-    links: Mapping[str, Link],
-    webhook_urls: Sequence[str] = (),
-    webhook_secret: str = "",
-    smtp: SmtpSettings | None = None,
-    timeout_s: float = 10.0,
-    retries: int = 3,
-    backoff_s: float = 1.0,
-) -> DistributionRecord:
-    """Notify every configured channel once; the record lists each outcome (failures included)."""
-    results: list[NotificationResult] = []
-    if webhook_urls:
+@dataclass(frozen=True, kw_only=True)
+class Delivery:
+    """How hard a channel tries: per attempt timeout, attempts after the first, backoff base."""
+
+    timeout_s: float = 10.0
+    retries: int = 3
+    backoff_s: float = 1.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebhookChannel:
+    """HMAC-signed JSON POSTs to server-configured URLs (scheme above)."""
+
+    urls: tuple[str, ...]
+    secret: str
+
+    def notify(self, summary: Summary, links: Mapping[str, Link], delivery: Delivery,
+               ) -> list[NotificationResult]:
         body = payload_bytes(webhook_payload(summary, links))
-        for url in webhook_urls:
-            results.append(deliver_webhook(url, body, secret=webhook_secret, timeout_s=timeout_s,
-                                           retries=retries, backoff_s=backoff_s))
-    if smtp is not None and smtp.recipients:
-        results.append(send_email(
-            host=smtp.host, port=smtp.port, sender=smtp.sender, recipients=smtp.recipients,
+        return [deliver_webhook(url, body, secret=self.secret, timeout_s=delivery.timeout_s,
+                                retries=delivery.retries, backoff_s=delivery.backoff_s)
+                for url in self.urls]
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmailChannel:
+    """One plain-text e-mail with the links to the recipients."""
+
+    smtp: SmtpSettings
+
+    def notify(self, summary: Summary, links: Mapping[str, Link], delivery: Delivery,
+               ) -> list[NotificationResult]:
+        s = self.smtp
+        return [send_email(
+            host=s.host, port=s.port, sender=s.sender, recipients=s.recipients,
             subject=f"Imagery report ready: {summary.batch_id}", body_text=email_text(summary, links),
-            starttls=smtp.starttls, username=smtp.username, password=smtp.password, timeout_s=timeout_s,
-        ))
+            starttls=s.starttls, username=s.username, password=s.password,
+            timeout_s=delivery.timeout_s)]
+
+
+Channel = WebhookChannel | EmailChannel  # a new channel: a class with `notify`, added here
+
+
+def distribute(*, summary: Summary, links: Mapping[str, Link], channels: Sequence[Channel],
+               delivery: Delivery = Delivery()) -> DistributionRecord:
+    """Notify every channel once; the record lists each outcome (failures included)."""
+    results = [r for channel in channels for r in channel.notify(summary, links, delivery)]
     return DistributionRecord(batch_id=summary.batch_id, generated_at=datetime.now(UTC),
                               links=dict(links), notifications=results)

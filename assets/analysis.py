@@ -11,20 +11,67 @@ import dagster as dg
 from assets.failures import decided_by_error_kind
 from pipeline.core.analysis import analyse_indices, analyse_thermal
 from pipeline.core.errors import ManifestError
-from pipeline.core.registry import INDICES, THERMAL_SCALE
+from pipeline.core.registry import BUILTIN_REGISTRY, THERMAL_SCALE, Registry
 from pipeline.core.validation import ValidatedBatch
 from pipeline.partitions import imagery_batches
 from resources.dask import DaskResource
+from resources.indices import IndexRegistryResource
 from resources.io_managers import PublishedFiles
 from resources.limits import LimitsResource
 from resources.object_store import ObjectStoreResource
 
-# The asset's code version changes with any index's formula version, so the UI marks every
-# partition stale after a formula change and `reprocess_stale_batches` picks it up.
-INDICES_CODE_VERSION = "1-" + hashlib.sha256(
-    ",".join(f"{d.name}:{d.code_version}" for d in INDICES.values()).encode()).hexdigest()[:12]
+
+def indices_code_version(registry: Registry) -> str:
+    """The index assets' code version: changes with any index's definition (a built-in's version,
+    a custom index's hash), so the UI marks every partition stale after a formula change and
+    `reprocess_stale_batches` picks it up."""
+    return "1-" + hashlib.sha256(
+        ",".join(f"{d.name}:{d.code_version}" for d in registry.values()).encode()).hexdigest()[:12]
+
+
+def _index_specs(registry: Registry) -> dict[str, dict]:
+    """Code version and description of each index asset, for `registry` (the object names each
+    publishes are the catalogue's, `pipeline.core.outputs`, for any index name)."""
+    listed = ", ".join(registry)
+    version = indices_code_version(registry)
+    return {
+        "index_rasters": dict(
+            code_version=version,
+            description="Float32 Cloud-Optimized GeoTIFF of every index the batch's bands allow "
+            f"({listed}; DESIGN.md §3.2), on the batch grid, nodata NaN: "
+            "analysis-heatmaps/<batch_id>/<index>.tif."),
+        "index_heatmaps": dict(
+            code_version=version,
+            description="Heatmap COG of each index over its fixed colour scale (the same for "
+            "every batch; " + "; ".join(
+                f"{d.name}: {d.scale.ramp} {d.scale.vmin:g}..{d.scale.vmax:g}"
+                for d in registry.values())
+            + ") with no data transparent, and a PNG preview ≤ 1024 px."),
+        "index_statistics": dict(
+            code_version=version,
+            description="Per index ("
+            + "; ".join(f"{d.name} = {d.formula}" for d in registry.values()) + "): mean, std, "
+            "min, max, p10/p50/p90, valid fraction and area, NDVI health classes, per-zone "
+            "statistics and the report's histograms."),
+    }
+
+
+def for_registry(assets: dg.AssetsDefinition, registry: Registry) -> dg.AssetsDefinition:
+    """`vegetation_indices` with the code version and descriptions of the deployment's
+    `registry` (built once when the code location loads)."""
+    specs = _index_specs(registry)
+
+    def apply(spec: dg.AssetSpec) -> dg.AssetSpec:
+        changes = specs.get(spec.key.to_user_string())
+        return spec if changes is None else spec.replace_attributes(**changes)
+
+    return dg.map_asset_specs(apply, [assets])[0]
+
+
+INDICES_CODE_VERSION = indices_code_version(BUILTIN_REGISTRY)
 THERMAL_CODE_VERSION = "1"
 _OWNERS = ["team:imagery"]
+_BUILTIN_SPECS = _index_specs(BUILTIN_REGISTRY)
 
 
 def _zones(batch: ValidatedBatch, object_store: ObjectStoreResource) -> bytes | None:
@@ -92,21 +139,16 @@ def _preview_md(files, names) -> str:
     pool="raster",
     can_subset=False,
     outs={
+        # code versions, descriptions and object names as for the built-ins; the code location
+        # applies its registry's with `for_registry`
         "index_rasters": dg.AssetOut(
-            io_manager_key="heatmap_io_manager", code_version=INDICES_CODE_VERSION,
-            owners=_OWNERS, kinds={"cog"},
-            description="Float32 Cloud-Optimized GeoTIFF of every index the batch's bands allow "
-            "(ndvi, ndre, gndvi, savi, evi, vari; DESIGN.md §3), on the batch grid, nodata NaN: "
-            "analysis-heatmaps/<batch_id>/<index>.tif."),
+            io_manager_key="heatmap_io_manager", owners=_OWNERS, kinds={"cog"},
+            **_BUILTIN_SPECS["index_rasters"]),
         "index_heatmaps": dg.AssetOut(
-            io_manager_key="heatmap_io_manager", code_version=INDICES_CODE_VERSION,
-            owners=_OWNERS, kinds={"cog", "png"},
-            description="RGBA heatmap COG of each index over its fixed colour scale (the same for "
-            "every batch) with alpha 0 where no data, and a PNG preview ≤ 1024 px."),
+            io_manager_key="heatmap_io_manager", owners=_OWNERS, kinds={"cog", "png"},
+            **_BUILTIN_SPECS["index_heatmaps"]),
         "index_statistics": dg.AssetOut(
-            code_version=INDICES_CODE_VERSION, owners=_OWNERS, kinds={"python"},
-            description="Per index: mean, std, min, max, p10/p50/p90, valid fraction and area, "
-            "NDVI health classes, per-zone statistics and the report's histograms."),
+            owners=_OWNERS, kinds={"python"}, **_BUILTIN_SPECS["index_statistics"]),
     },
 )
 def vegetation_indices(
@@ -115,9 +157,12 @@ def vegetation_indices(
     object_store: ObjectStoreResource,
     dask_resource: DaskResource,
     limits: LimitsResource,
+    index_registry: IndexRegistryResource,
 ):
     # credentials are never stored with the batch: attached here, from the resource
     batch = imagery_batch.with_gdal_options(object_store.store().gdal_options())
+    for ignored in batch.ignored:
+        context.log.info(f"Batch {batch.batch_id}: {ignored.path} {ignored.reason}")
     if not batch.optical_sources:
         yield from _nothing(context, batch, ("index_rasters", "index_heatmaps", "index_statistics"),
                             "thermal-only batch: no optical band, no vegetation index")
@@ -133,7 +178,8 @@ def vegetation_indices(
                     sources=batch.optical_sources,
                     reflectance_scale=batch.manifest.reflectance_scale, workdir=workdir,
                     zones_geojson=zones, zones_name=batch.manifest.zones or "zones",
-                    max_pixels=limits.max_pixels, log=context.log.info)
+                    max_pixels=limits.max_pixels, log=context.log.info,
+                    registry=index_registry.registry())
             rasters = tuple(f for f in result.files if f.kind == "float32")
             heatmaps = tuple(f for f in result.files if f.kind != "float32")
             yield dg.Output(PublishedFiles(rasters), "index_rasters",

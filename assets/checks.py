@@ -5,8 +5,8 @@ import rasterio
 
 from assets.failures import final_check
 from pipeline.core.analysis import IndexAnalysis, ThermalAnalysis
-from pipeline.core.registry import INDICES
 from pipeline.partitions import imagery_batches
+from resources.indices import IndexRegistryResource
 from resources.io_managers import PublishedObjects
 from resources.limits import LimitsResource
 
@@ -18,18 +18,21 @@ THERMAL_PLAUSIBLE_C = (-40.0, 120.0)
 
 
 @dg.asset_check(asset="index_statistics", partitions_def=imagery_batches, blocking=True,
-                description="Every index's min and max lie within its valid range.")
+                description="Every index's min and max lie within its valid range (custom indices "
+                            "have none).")
 def index_values_in_range(context: dg.AssetCheckExecutionContext,
-                          index_statistics: IndexAnalysis | None) -> dg.AssetCheckResult:
+                          index_statistics: IndexAnalysis | None,
+                          index_registry: IndexRegistryResource) -> dg.AssetCheckResult:
     if index_statistics is None:
         return dg.AssetCheckResult(passed=True, metadata={"note": "no optical bands; no index"})
     problems, warnings, ranges = [], [], {}
+    registry = index_registry.registry()
     for name, result in index_statistics.indices.items():
-        lo, hi = INDICES[name].value_range
         vmin, vmax = result.stats["min"], result.stats["max"]
         ranges[name] = [vmin, vmax]
-        if vmin is None:
+        if vmin is None or name not in registry or registry[name].value_range is None:
             continue
+        lo, hi = registry[name].value_range
         if vmin < lo - 1e-6 or vmax > hi + 1e-6:
             (warnings if name in _WARN_ONLY else problems).append(
                 f"{name} spans [{vmin:.4f}, {vmax:.4f}], outside [{lo}, {hi}]")

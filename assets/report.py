@@ -7,15 +7,17 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.analysis import INDICES_CODE_VERSION, THERMAL_CODE_VERSION
+from assets.analysis import THERMAL_CODE_VERSION, indices_code_version
 from assets.failures import decided_by_error_kind
 from pipeline.core.analysis import IndexAnalysis, OutputFile, ThermalAnalysis
 from pipeline.core.outputs import Kind, batch_key, entry, lookup, preview_name
 from pipeline.core.report_build import build_context, build_summary, print_map
 from pipeline.core.report_pdf import render_report
+from pipeline.core.registry import BUILTIN_REGISTRY, Registry
 from pipeline.core.summary import Link, Summary
 from pipeline.core.validation import ValidatedBatch
 from pipeline.partitions import imagery_batches
+from resources.indices import IndexRegistryResource
 from resources.io_managers import PublishedFiles
 from resources.notifier import NotifierResource
 from resources.object_store import ObjectStoreResource
@@ -24,12 +26,12 @@ REPORT_CODE_VERSION = "1"
 _OWNERS = ["team:imagery"]
 
 
-def code_version() -> str:
+def code_version(registry: Registry = BUILTIN_REGISTRY) -> str:
     try:
         package = version("imagery-pipeline")
     except PackageNotFoundError:  # running from a source tree without installing
         package = "0+unknown"
-    return f"{package}+idx.{INDICES_CODE_VERSION}.th.{THERMAL_CODE_VERSION}.rep.{REPORT_CODE_VERSION}"
+    return f"{package}+idx.{indices_code_version(registry)}.th.{THERMAL_CODE_VERSION}.rep.{REPORT_CODE_VERSION}"
 
 
 def _artifacts(store, bucket: str, batch_id: str) -> dict[str, str]:
@@ -61,8 +63,10 @@ def batch_report(
     index_statistics: IndexAnalysis | None,
     thermal_statistics: ThermalAnalysis | None,
     object_store: ObjectStoreResource,
+    index_registry: IndexRegistryResource,
 ):
     batch = imagery_batch
+    registry = index_registry.registry()
     if not batch.manifest.auto_report:
         context.log.info(f"Batch {batch.batch_id}: manifest.json says auto_report: false; the run "
                          "stops after the heatmaps: no report, no distribution.")
@@ -74,7 +78,7 @@ def batch_report(
     generated_at = datetime.now(UTC).replace(microsecond=0)
     summary = build_summary(batch=batch, indices=index_statistics, thermal=thermal_statistics,
                             artifacts=artifacts, generated_at=generated_at,
-                            code_version=code_version())
+                            code_version=code_version(registry), registry=registry)
     with tempfile.TemporaryDirectory(prefix="report-") as tmp:
         workdir = Path(tmp)
         maps = {}
@@ -83,7 +87,7 @@ def batch_report(
             store.download_file(heatmaps, batch_key(batch.batch_id, path.name), path)
             maps[name] = print_map(path, workdir / f"{name}_map.jpg")
         report_context = build_context(batch=batch, indices=index_statistics,
-                                       thermal=thermal_statistics, maps=maps)
+                                       thermal=thermal_statistics, maps=maps, registry=registry)
         pdf = render_report(summary=summary, context=report_context)
         (workdir / "report.pdf").write_bytes(pdf)
         (workdir / "summary.json").write_bytes(summary.to_json())
@@ -92,7 +96,7 @@ def batch_report(
         files = tuple(OutputFile(name, workdir / name, entry(name).kind.value)
                       for name in ("summary.json", "report.pdf"))
         metadata = {"indices": ", ".join(summary.indices), "zones": len(summary.zones),
-                    "pdf_bytes": len(pdf)}
+                    "pdf_bytes": len(pdf), "ignored_images": len(summary.ignored_images)}
         if "ndvi" in summary.indices and summary.indices["ndvi"].mean is not None:
             metadata["ndvi_mean"] = float(summary.indices["ndvi"].mean)
         yield dg.Output(PublishedFiles(files), metadata=metadata)

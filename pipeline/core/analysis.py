@@ -29,7 +29,14 @@ from pipeline.core.index_pass import IndexPass, as_lazy_stats, lazy_index_pass
 from pipeline.core.mosaic import ImageSource, mosaic
 from pipeline.core.preview import png_preview
 from pipeline.core.ramps import colorize
-from pipeline.core.registry import INDICES, THERMAL_SCALE, IndexDef, available_indices, compute
+from pipeline.core.registry import (
+    BUILTIN_REGISTRY,
+    INDICES,
+    THERMAL_SCALE,
+    IndexDef,
+    Registry,
+    compute,
+)
 from pipeline.core.stats import (
     LazyStats,
     finalize,
@@ -46,6 +53,7 @@ BIN_WIDTH = 0.001  # index units: percentiles within 0.001 (DESIGN.md asks 0.005
 THERMAL_RANGE_C = (-60.0, 160.0)  # histogram range; values outside are still exact in min/max
 THERMAL_BIN_C = 0.01
 HISTOGRAM_BARS = 40  # bars of the report's histogram charts, over the heatmap scale
+MAX_BINS = 20_000  # per index: bounds the window tables of an index with a wide custom scale
 
 
 def _quiet(_: str) -> None:
@@ -97,12 +105,20 @@ class ThermalAnalysis:
 
 def histogram_bins(index: IndexDef) -> tuple[float, float, int]:
     """Histogram range and bin count for an index: its value range widened to at least
-    [-1.5, 1.5], unbounded indices (evi, vari) to [-5, 5]; bins of BIN_WIDTH."""
-    lo, hi = index.value_range
-    lo, hi = min(lo, -1.5), max(hi, 1.5)
-    if index.name in ("evi", "vari"):
+    [-1.5, 1.5], unbounded indices (evi, vari) to [-5, 5]; bins of BIN_WIDTH.
+
+    A custom index (no value range) gets its heatmap scale widened by twice its span on each
+    side, at least [-1.5, 1.5], in at most MAX_BINS bins (a ratio index such as nir / red,
+    scale 0..10, then has bins of 0.0035)."""
+    if index.value_range is None:
+        span = index.scale.vmax - index.scale.vmin
+        lo, hi = min(index.scale.vmin - 2 * span, -1.5), max(index.scale.vmax + 2 * span, 1.5)
+    else:
+        lo, hi = index.value_range
+        lo, hi = min(lo, -1.5), max(hi, 1.5)
+    if index.name in ("evi", "vari") and not index.custom:
         lo, hi = -5.0, 5.0
-    return lo, hi, int(round((hi - lo) / BIN_WIDTH))
+    return lo, hi, min(int(round((hi - lo) / BIN_WIDTH)), MAX_BINS)
 
 
 def coarse_histogram(parts: LazyStats, *, vmin: float, vmax: float,
@@ -155,19 +171,21 @@ def analyse_indices(
     chunks: int = 1024,
     max_pixels: int = 2_000_000_000,
     log: Log = _quiet,
+    registry: Registry = BUILTIN_REGISTRY,
 ) -> IndexAnalysis:
-    """Every index the optical `sources` allow: COGs, heatmaps, previews and statistics."""
+    """Every index of `registry` the optical `sources` allow: COGs, heatmaps, previews and
+    statistics."""
     started = time.monotonic()
     m = mosaic(sources=sources, reflectance_scale=reflectance_scale, chunks=chunks,
                max_pixels=max_pixels)
     grid = m.grid
-    defs = available_indices(m.bands)
+    defs = registry.available(m.bands)
     if not defs:
         from pipeline.core.errors import UnknownBands
 
         raise UnknownBands(
             f"the batch has bands {sorted(m.bands)}, which allow no index; an index needs at least "
-            "red + nir (ndvi) or green + red + blue (vari)",
+            "red + nir (ndvi), green + nir (ndwi) or green + red + blue (vari)",
         )
     zones = load_zones(zones_geojson, name=zones_name, grid=grid) if zones_geojson else []
     log(f"Mosaic: {len(sources)} image(s), bands {', '.join(m.bands)} on a {grid.width} × "
@@ -184,6 +202,7 @@ def analyse_indices(
             create_stage(staged[name][0], da)
     bins = {index.name: histogram_bins(index) for index in defs}
     plan = IndexPass(reader=m.window_reader(), indices=tuple(d.name for d in defs), bins=bins,
+                     definitions={d.name: d for d in defs},
                      zones=tuple(z.geometry for z in zones),
                      transform=tuple(grid.transform)[:6],
                      stages={name: str(path) for name, (path, _) in staged.items()})

@@ -20,7 +20,7 @@ import xarray as xr
 from pipeline.core.cog import _GeoTiffTarget
 from pipeline.core.mosaic import WindowReader
 from pipeline.core.ramps import _colorize_block, lut
-from pipeline.core.registry import INDICES, compute
+from pipeline.core.registry import IndexDef, compute
 from pipeline.core.stats import _HIST, LazyStats, _block_table
 from pipeline.core.zones import _label_block
 
@@ -37,6 +37,7 @@ class IndexPass:
     zones: tuple  # shapely geometries in the grid CRS, label i + 1
     transform: tuple  # grid transform[:6]
     stages: Mapping[str, str]  # "<index>" / "<index>_heatmap" -> staged GeoTIFF path
+    definitions: Mapping[str, IndexDef]  # the registry's definitions of `indices`
 
     def window(self, rows: tuple[int, int], cols: tuple[int, int]) -> dict[str, np.ndarray]:
         (r0, r1), (c0, c1) = rows, cols
@@ -46,7 +47,7 @@ class IndexPass:
                   if self.zones else None)
         tables = {}
         for name in self.indices:
-            index = INDICES[name]
+            index = self.definitions[name]
             values = np.asarray(compute(index, bands).values, dtype=np.float32)
             lo, hi, n = self.bins[name]
             tables[name] = _block_table(values, labels, lo=lo, hi=hi, bins=n,

@@ -76,3 +76,15 @@ def vari(*, green: xr.DataArray, red: xr.DataArray, blue: xr.DataArray) -> xr.Da
     """
     green, red, blue = _prepare(green, red, blue)
     return _ratio(green - red, green + red - blue)
+
+
+def ndmi(*, nir: xr.DataArray, swir1: xr.DataArray) -> xr.DataArray:
+    """Normalized difference moisture index (canopy water content), float32 in [-1, 1];
+    NaN where nir + swir1 == 0 or nodata."""
+    return _normalized_difference(nir, swir1)
+
+
+def ndwi(*, green: xr.DataArray, nir: xr.DataArray) -> xr.DataArray:
+    """Normalized difference water index (McFeeters, open water), float32 in [-1, 1];
+    NaN where green + nir == 0 or nodata."""
+    return _normalized_difference(green, nir)

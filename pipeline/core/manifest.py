@@ -15,8 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pipeline.core.errors import InvalidBatchId, ManifestError
 
-CANONICAL_BANDS = ("blue", "green", "red", "red_edge", "nir", "thermal", "alpha", "other")
-OPTICAL_BANDS = ("blue", "green", "red", "red_edge", "nir")
+CANONICAL_BANDS = ("blue", "green", "red", "red_edge", "nir", "swir1", "swir2", "thermal", "alpha",
+                   "other")
+OPTICAL_BANDS = ("blue", "green", "red", "red_edge", "nir", "swir1", "swir2")
+IGNORED_BANDS = ("alpha", "other")  # an image carrying only these is skipped, never refused
 THERMAL_UNITS = ("celsius", "kelvin", "centikelvin")
 MANIFEST_NAME = "manifest.json"
 

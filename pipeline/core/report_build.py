@@ -8,12 +8,14 @@ from pathlib import Path
 
 from pipeline.core.analysis import IndexAnalysis, ThermalAnalysis
 from pipeline.core.grid import Grid
-from pipeline.core.registry import INDICES, THERMAL_SCALE
+from pipeline.core.registry import BUILTIN_REGISTRY, THERMAL_SCALE, Registry
 from pipeline.core.summary import (
     ClassSummary,
     GridInfo,
     Histogram,
     Hotspot,
+    IgnoredImage,
+    IndexInfo,
     IndexSummary,
     ReportContext,
     Scale,
@@ -42,12 +44,13 @@ def build_summary(
     artifacts: Mapping[str, str],
     generated_at: datetime,
     code_version: str,
+    registry: Registry = BUILTIN_REGISTRY,
 ) -> Summary:
-    """summary.json of a batch, field for field DESIGN.md §3."""
+    """summary.json of a batch, field for field DESIGN.md §3; scales from `registry`."""
     grid = indices.grid if indices is not None else thermal.grid
     index_summaries = {}
     for name, result in (indices.indices if indices else {}).items():
-        scale = INDICES[name].scale
+        scale = registry[name].scale
         index_summaries[name] = IndexSummary(
             **{k: result.stats[k] for k in _INDEX_KEYS},
             scale=Scale(ramp=scale.ramp, vmin=scale.vmin, vmax=scale.vmax),
@@ -69,7 +72,8 @@ def build_summary(
         zones.append(ZoneSummary(name=name, area_m2=area, indices=zone_indices, thermal=zone_thermal))
     return Summary(batch_id=batch.batch_id, generated_at=generated_at, code_version=code_version,
                    grid=_grid_info(grid), indices=index_summaries, thermal=thermal_summary,
-                   zones=zones, artifacts=dict(artifacts))
+                   zones=zones, artifacts=dict(artifacts),
+                   ignored_images=[IgnoredImage(path=i.path, reason=i.reason) for i in batch.ignored])
 
 
 def print_map(png: Path, dst: Path, *, quality: int = 90) -> Path:
@@ -94,9 +98,10 @@ def build_context(
     indices: IndexAnalysis | None,
     thermal: ThermalAnalysis | None,
     maps: Mapping[str, Path],
+    registry: Registry = BUILTIN_REGISTRY,
 ) -> ReportContext:
-    """What the PDF shows beyond summary.json: capture metadata, histograms and the PNG maps
-    (keys: index names and "thermal")."""
+    """What the PDF shows beyond summary.json: capture metadata, histograms, the PNG maps
+    (keys: index names and "thermal") and what `registry` says about each index."""
     histograms = {name: Histogram(edges=r.histogram.edges, counts=r.histogram.counts)
                   for name, r in (indices.indices if indices else {}).items()}
     if thermal is not None:
@@ -110,4 +115,9 @@ def build_context(
         captured_at=captured, platform=m.platform or "", sensor=m.sensor or "",
         maps=dict(maps), histograms=histograms,
         thermal_scale=Scale(ramp=THERMAL_SCALE.ramp, vmin=THERMAL_SCALE.vmin,
-                            vmax=THERMAL_SCALE.vmax) if thermal is not None else None)
+                            vmax=THERMAL_SCALE.vmax) if thermal is not None else None,
+        index_info={name: IndexInfo(long_name=registry[name].long_name,
+                                    formula=registry[name].formula,
+                                    description=registry[name].description,
+                                    custom=registry[name].custom)
+                    for name in (indices.indices if indices else {})})

@@ -41,14 +41,6 @@ PAGE_W, PAGE_H = A4
 MARGIN = 18 * mm
 FRAME_W = PAGE_W - 2 * MARGIN
 MAP_MAX_H = 95 * mm
-INDEX_NAMES = {
-    "ndvi": "Normalized difference vegetation index",
-    "ndre": "Normalized difference red-edge index",
-    "gndvi": "Green normalized difference vegetation index",
-    "savi": "Soil-adjusted vegetation index",
-    "evi": "Enhanced vegetation index",
-    "vari": "Visible atmospherically resistant index",
-}
 THERMAL_TITLE = "Thermal — surface temperature (°C)"
 
 _STYLES = getSampleStyleSheet()
@@ -71,10 +63,11 @@ TABLE_STYLE = TableStyle([
 ])
 
 
-def section_title(name: str) -> str:
-    """The heading of an index's section, e.g. "NDVI — Normalized difference vegetation index"."""
-    long = INDEX_NAMES.get(name)
-    return f"{name.upper()} — {long}" if long else name.upper()
+def section_title(name: str, context: ReportContext) -> str:
+    """The heading of an index's section, e.g. "NDVI — Normalized difference vegetation index"
+    (the long name is the index registry's, carried by `context.index_info`)."""
+    info = context.index_info.get(name)
+    return f"{name.upper()} — {info.long_name}" if info and info.long_name else name.upper()
 
 
 def _num(value: float | None, digits: int = 3) -> str:
@@ -191,11 +184,14 @@ def _cover(summary: Summary, context: ReportContext) -> list[Flowable]:
         ["Generated", _when(summary.generated_at)],
         ["Code version", summary.code_version],
     ]
+    if summary.ignored_images:
+        rows.insert(-2, ["Ignored images", "; ".join(f"{i.path} ({i.reason})"
+                                                     for i in summary.ignored_images)])
     table = Table([[Paragraph(f"<b>{escape(k)}</b>", BODY), Paragraph(escape(v), BODY)] for k, v in rows],
                   colWidths=[45 * mm, FRAME_W - 45 * mm], hAlign="LEFT")
     table.setStyle(TableStyle([("LINEBELOW", (0, 0), (-1, -1), 0.3, colors.HexColor("#d0d4d8")),
                                ("VALIGN", (0, 0), (-1, -1), "TOP")]))
-    contents = [section_title(n) for n in summary.indices] + ([THERMAL_TITLE] if summary.thermal else [])
+    contents = [section_title(n, context) for n in summary.indices] + ([THERMAL_TITLE] if summary.thermal else [])
     return [
         Spacer(1, 30 * mm),
         Paragraph("Crop imagery report", TITLE),
@@ -257,7 +253,12 @@ def _histogram_block(context: ReportContext, key: str, scale, unit: str) -> list
 
 
 def _index_section(name: str, stats: IndexSummary, summary: Summary, context: ReportContext) -> list[Flowable]:
-    story: list[Flowable] = [PageBreak(), Paragraph(escape(section_title(name)), H1)]
+    story: list[Flowable] = [PageBreak(), Paragraph(escape(section_title(name, context)), H1)]
+    info = context.index_info.get(name)
+    if info and (info.formula or info.description):
+        kind = "custom index (server configuration)" if info.custom else "index"
+        story.append(Paragraph(escape(f"{name} = {info.formula}" if info.formula else "")
+                               + f" <i>({kind})</i>. " + escape(info.description), SMALL))
     story += _map_block(summary, context, name, stats.scale, unit="")
     story += [Paragraph("Statistics", H2), _table([
         ["mean", "std", "min", "max", "p10", "p50", "p90", "valid", "valid area (ha)"],

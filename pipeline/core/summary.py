@@ -163,6 +163,13 @@ class ZoneSummary(_Model):
     thermal: ZoneThermal | None = None
 
 
+class IgnoredImage(_Model):
+    """An image of the manifest that was skipped, not refused (DESIGN.md §2: only `other` bands)."""
+
+    path: str
+    reason: str
+
+
 class Summary(_Model):
     """summary.json, schema_version 1 (DESIGN.md §3)."""
 
@@ -179,6 +186,9 @@ class Summary(_Model):
     indices: dict[str, IndexSummary]
     thermal: ThermalSummary | None = None
     zones: list[ZoneSummary] = Field(default_factory=list)
+    ignored_images: list[IgnoredImage] = Field(
+        default_factory=list, description="images skipped because they carry no band the "
+        "pipeline uses (only `other`/`alpha` bands), with the reason")
     artifacts: dict[str, str] = Field(default_factory=dict, description="name -> object URL")
 
     def to_json(self) -> bytes:
@@ -211,9 +221,19 @@ class Histogram(_Model):
         return self
 
 
+class IndexInfo(_Model):
+    """What the PDF says about an index beyond its numbers (from the index registry)."""
+
+    long_name: str = ""
+    formula: str = ""
+    description: str = ""
+    custom: bool = False
+
+
 class ReportContext(_Model):
     """Batch metadata and local PNG maps for the PDF. Keys of `maps`/`histograms`: index names and
-    "thermal". `thermal_scale` is the ramp of the thermal heatmap (summary.json has none)."""
+    "thermal". `thermal_scale` is the ramp of the thermal heatmap (summary.json has none);
+    `index_info` is the registry's word on each index of the batch."""
 
     captured_at: UtcTime | None = None
     platform: str = ""
@@ -221,6 +241,7 @@ class ReportContext(_Model):
     maps: dict[str, Path] = Field(default_factory=dict)
     histograms: dict[str, Histogram] = Field(default_factory=dict)
     thermal_scale: Scale | None = None
+    index_info: dict[str, IndexInfo] = Field(default_factory=dict)
 
 
 # ---- distribution.json ------------------------------------------------------------------------

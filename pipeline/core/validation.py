@@ -19,7 +19,7 @@ from pipeline.core.errors import (
     UnreadableImage,
 )
 from pipeline.core.grid import Grid, batch_grid
-from pipeline.core.manifest import OPTICAL_BANDS, Manifest
+from pipeline.core.manifest import IGNORED_BANDS, OPTICAL_BANDS, Manifest
 from pipeline.core.mosaic import HeaderInfo, ImageSource, open_header
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
@@ -42,6 +42,14 @@ class ImageFacts:
 
 
 @dataclass(frozen=True)
+class IgnoredImage:
+    """An image of the manifest the analysis skips (summary.json `ignored_images`)."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class ValidatedBatch:
     """A batch that passed validation; the input of the analysis."""
 
@@ -52,6 +60,7 @@ class ValidatedBatch:
     grid: Grid | None  # the optical batch grid; None for a thermal-only batch
     manifest_etag: str = ""
     extra: Mapping[str, str] = field(default_factory=dict)
+    ignored: tuple[IgnoredImage, ...] = ()  # images with only `other`/`alpha` bands
 
     def with_gdal_options(self, options: Mapping[str, str]) -> ValidatedBatch:
         """The batch with every source read under `options`. The stored batch carries none
@@ -115,6 +124,7 @@ def validate_images(
     sources: list[ImageSource] = []
     headers: list[HeaderInfo] = []
     facts: list[ImageFacts] = []
+    ignored: list[IgnoredImage] = []
     for entry in manifest.images:
         path = locate(entry.path)
         header = open_header(ImageSource(name=entry.path, path=path, bands=(),
@@ -131,15 +141,20 @@ def validate_images(
             )
         if bands.count("alpha") > 1:
             raise ManifestError("names more than one alpha band; keep one", file=entry.path)
-        if all(b in ("alpha", "other") for b in bands):
-            raise ManifestError(
-                "carries no optical or thermal band; name at least one of blue, green, red, "
-                "red_edge, nir, thermal in `bands`",
-                file=entry.path,
-            )
+        if all(b in IGNORED_BANDS for b in bands):  # e.g. a Landsat QA or cirrus band
+            ignored.append(IgnoredImage(
+                path=entry.path, reason=f"carries no band the pipeline uses (bands: "
+                f"{', '.join(bands)}); skipped"))
+            continue
         sources.append(ImageSource(name=entry.path, path=path, bands=bands,
                                    gdal_options=dict(gdal_options)))
         headers.append(header)
+    if not sources:
+        raise ManifestError(
+            f"no image carries a band the pipeline uses ({', '.join(i.path for i in ignored)} "
+            f"hold only {' / '.join(IGNORED_BANDS)} bands); name at least one band of one image "
+            f"{', '.join((*OPTICAL_BANDS, 'thermal'))} in `bands`",
+            file="manifest.json")
     # batch_grid refuses images without CRS/geotransform, too large, or not overlapping.
     optical = [s for s in sources if any(b in OPTICAL_BANDS for b in s.bands)]
     thermal = [s for s in sources if "thermal" in s.bands]
@@ -158,7 +173,8 @@ def validate_images(
             dtype=str(header.dtypes[0]),
         ))
     return ValidatedBatch(batch_id=manifest.batch_id, manifest=manifest, sources=tuple(sources),
-                          facts=tuple(facts), grid=grid, manifest_etag=manifest_etag)
+                          facts=tuple(facts), grid=grid, manifest_etag=manifest_etag,
+                          ignored=tuple(ignored))
 
 
 def _bounds(transform, width: int, height: int) -> tuple[float, float, float, float]:

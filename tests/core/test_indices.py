@@ -45,6 +45,8 @@ REFERENCE = {  # numpy float64 references, straight from DESIGN.md §3
     "savi": lambda b: 1.5 * (b["nir"] - b["red"]) / (b["nir"] + b["red"] + 0.5),
     "evi": lambda b: 2.5 * (b["nir"] - b["red"]) / (b["nir"] + 6 * b["red"] - 7.5 * b["blue"] + 1),
     "vari": lambda b: (b["green"] - b["red"]) / (b["green"] + b["red"] - b["blue"]),
+    "ndmi": lambda b: (b["nir"] - b["swir1"]) / (b["nir"] + b["swir1"]),
+    "ndwi": lambda b: (b["green"] - b["nir"]) / (b["green"] + b["nir"]),
 }
 
 
@@ -53,6 +55,27 @@ def test_ndvi__analytic_values():
     red = raster([[0.0, 1.0, 0.5, 0.25, 0.75]])
     result = indices.ndvi(nir=nir, red=red).values
     np.testing.assert_array_equal(result, [[1.0, -1.0, 0.0, 0.5, -0.5]])
+
+
+def test_ndmi__analytic_values():
+    # wet canopy (nir 0.4, swir1 0.1) 0.6; dry soil (0.25, 0.35) -1/6; equal 0; nodata NaN
+    nir = raster([[0.4, 0.25, 0.3, 0.5, np.nan, 0.0]])
+    swir1 = raster([[0.1, 0.35, 0.3, np.nan, 0.2, 0.0]])
+    with np.errstate(all="raise"):
+        result = indices.ndmi(nir=nir, swir1=swir1).values
+    np.testing.assert_allclose(result[0, :3], [0.6, -1 / 6, 0.0], rtol=1e-6, atol=1e-7)
+    assert np.isnan(result[0, 3:]).all()
+    assert result.dtype == np.float32
+
+
+def test_ndwi__analytic_values():
+    # clear water (green 0.08, nir 0.02) 0.6; canopy (0.1, 0.4) -0.6; equal 0; nodata/0 NaN
+    green = raster([[0.08, 0.1, 0.2, np.nan, 0.0]])
+    nir = raster([[0.02, 0.4, 0.2, 0.3, 0.0]])
+    with np.errstate(all="raise"):
+        result = indices.ndwi(green=green, nir=nir).values
+    np.testing.assert_allclose(result[0, :3], [0.6, -0.6, 0.0], rtol=1e-6, atol=1e-7)
+    assert np.isnan(result[0, 3:]).all()
 
 
 def test_ndvi__nan_where_denominator_zero_or_input_nan():
@@ -142,7 +165,7 @@ def test_ndvi__in_unit_range_or_nan_for_nonnegative_reflectance(stack):
 
 
 def test_registry__design_order_and_complete_definitions():
-    assert list(INDICES) == ["ndvi", "ndre", "gndvi", "savi", "evi", "vari"]
+    assert list(INDICES) == ["ndvi", "ndre", "gndvi", "savi", "evi", "vari", "ndmi", "ndwi"]
     for name, index in INDICES.items():
         assert index.name == name
         lo, hi = index.value_range
@@ -166,7 +189,9 @@ def test_available_indices__by_bands():
     assert [d.name for d in available_indices(["red", "green", "blue"])] == ["vari"]
     assert [d.name for d in available_indices(["nir", "red"])] == ["ndvi", "savi"]
     five = ["blue", "green", "red", "red_edge", "nir", "thermal"]
-    assert [d.name for d in available_indices(five)] == list(INDICES)
+    assert [d.name for d in available_indices(five)] == [n for n in INDICES if n != "ndmi"]
+    assert [d.name for d in available_indices([*five, "swir2", "swir1"])] == list(INDICES)
+    assert [d.name for d in available_indices(["nir", "swir1", "other"])] == ["ndmi"]
     assert available_indices([]) == []
 
 

@@ -99,10 +99,29 @@ def test_batch_id__invalid_is_refused_with_reason(bad):
     ("description", "band"),
     [("NIR", "nir"), ("RedEdge", "red_edge"), ("Red Edge", "red_edge"), ("red-edge", "red_edge"),
      ("LWIR", "thermal"), ("Blue", "blue"), ("near infrared", "nir"), ("Alpha", "alpha"),
-     ("SWIR1", None), (None, None), ("", None)],
+     ("SWIR1", "swir1"), ("SWIR 1", "swir1"), ("swir-1", "swir1"), ("SWIR_2", "swir2"),
+     ("swir16", "swir1"), ("swir22", "swir2"), ("Shortwave infrared 2", "swir2"),
+     ("SWIR", None), ("B11", None), ("B12", None), ("B5", None), (None, None), ("", None)],
 )
 def test_band_from_description__case_insensitive(description, band):
     assert band_from_description(description) == band
+
+
+def test_resolve_bands__sentinel2_numbers_only_in_a_sentinel2_stack():
+    s2 = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12"]
+    assert resolve_bands(manifest_bands=None, descriptions=s2, file="s2.tif") == (
+        "other", "blue", "green", "red", "red_edge", "other", "other", "nir", "other", "other",
+        "swir1", "swir2")
+    # without B8A the numbers are ambiguous (Landsat 8 B11 is thermal, Landsat 5 B5 is SWIR 1)
+    for landsat in (["B10", "B11"], ["B5"], ["B11"], ["band 7"]):
+        with pytest.raises(UnknownBands, match="Landsat and Sentinel-2"):
+            resolve_bands(manifest_bands=None, descriptions=landsat, file="lc08_b11.tif")
+
+
+def test_manifest__swir_bands_are_canonical():
+    entry = {"path": "b.tif", "bands": ["nir", "swir1", "swir2", "other"]}
+    manifest = parse({"schema_version": 1, "batch_id": "b", "images": [entry]}, "b")
+    assert manifest.images[0].bands == ("nir", "swir1", "swir2", "other")
 
 
 def test_resolve_bands__manifest_wins_and_must_match_count():

@@ -14,7 +14,8 @@ from pypdf import PdfReader
 
 from pipeline.core.report_charts import round_length
 from pipeline.core.report_pdf import THERMAL_TITLE, render_report, section_title
-from pipeline.core.summary import Histogram, ReportContext, Summary
+from pipeline.core.registry import INDICES
+from pipeline.core.summary import Histogram, IndexInfo, ReportContext, Summary
 from tests.core.test_summary import make_summary
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
@@ -46,7 +47,10 @@ def _context(tmp_path: Path, summary: Summary) -> ReportContext:
     counts, edges = np.histogram(rng.normal(24, 4, 5000), bins=35, range=(10, 45))
     histograms["thermal"] = Histogram(edges=edges.tolist(), counts=counts.tolist())
     return ReportContext(captured_at="2026-06-14T10:32:00Z", platform="DJI M300", sensor="MicaSense RedEdge-P",
-                         maps=maps, histograms=histograms, thermal_scale={"ramp": "inferno", "vmin": 10, "vmax": 45})
+                         maps=maps, histograms=histograms, thermal_scale={"ramp": "inferno", "vmin": 10, "vmax": 45},
+                         index_info={name: IndexInfo(long_name=INDICES[name].long_name, formula=INDICES[name].formula,
+                                                     description=INDICES[name].description)
+                                     for name in summary.indices})
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +69,10 @@ def test_render_report__text_has_batch_sections_and_zones(rendered) -> None:
     texts = _texts(pdf)
     text = "\n".join(texts)
     assert summary.batch_id in texts[0]
+    context = rendered[1]
     for name in summary.indices:
-        assert section_title(name) in text
+        assert section_title(name, context) in text
+        assert context.index_info[name].long_name in section_title(name, context)
     assert THERMAL_TITLE in text
     for zone in summary.zones:
         assert zone.name in text

@@ -53,7 +53,7 @@ def test_analyse_indices__landsat_ndvi_is_plausible_water_below_vegetation(tmp_p
 ])
 def test_analyse_indices__other_real_files_in_range(tmp_path, name, bands):
     result = _analyse_real(name, bands, tmp_path)
-    expected = {"ndvi", "gndvi", "savi", "evi", "vari"} if "nir" in bands else {"vari"}
+    expected = {"ndvi", "gndvi", "savi", "evi", "vari", "ndwi"} if "nir" in bands else {"vari"}
     assert set(result.indices) == expected
     for index in ("ndvi", "gndvi", "savi"):
         if index in result.indices:

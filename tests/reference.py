@@ -11,6 +11,8 @@ FORMULAS = {
     "savi": lambda b: 1.5 * (b["nir"] - b["red"]) / (b["nir"] + b["red"] + 0.5),
     "evi": lambda b: 2.5 * (b["nir"] - b["red"]) / (b["nir"] + 6 * b["red"] - 7.5 * b["blue"] + 1),
     "vari": lambda b: (b["green"] - b["red"]) / (b["green"] + b["red"] - b["blue"]),
+    "ndmi": lambda b: (b["nir"] - b["swir1"]) / (b["nir"] + b["swir1"]),
+    "ndwi": lambda b: (b["green"] - b["nir"]) / (b["green"] + b["nir"]),
 }
 NDVI_CLASSES = [("bare", -1.0, 0.2), ("stressed", 0.2, 0.4), ("moderate", 0.4, 0.6),
                 ("healthy", 0.6, 1.0)]

@@ -230,7 +230,7 @@ def test_ui__heatmap_preview_renders_as_an_image(ui, page):
     image.wait_for()
     width, height = image.evaluate("img => [img.naturalWidth, img.naturalHeight]")
     assert 0 < width <= 256 and 0 < height <= 256  # decoded by the browser: a real thumbnail
-    assert page.locator("img[src^='data:image/jpeg;base64,']").count() == 6  # one per index
+    assert page.locator("img[src^='data:image/jpeg;base64,']").count() == 7  # one per index (ndwi too)
     page.wait_for_timeout(500)  # the dialog fades in
     screenshot(page, "index_heatmaps_preview")
     page.keyboard.press("Escape")

@@ -32,7 +32,7 @@ from tests.reference import assert_close_to_design_accuracy, class_fractions, in
 from tests.webhook_server import webhook_receiver
 
 REPO = Path(__file__).resolve().parents[1]
-INDEX_NAMES = ["ndvi", "ndre", "gndvi", "savi", "evi", "vari"]
+INDEX_NAMES = ["ndvi", "ndre", "gndvi", "savi", "evi", "vari", "ndwi"]  # the sample has no SWIR
 SECRET = "test-webhook-secret-0123456789"
 
 

@@ -38,7 +38,7 @@ from tests.servers import HOST, free_port
 
 JOB = "process_imagery_batch"
 RASTER_STEPS = ("vegetation_indices", "thermal_maps")
-INDEX_NAMES = ["ndvi", "ndre", "gndvi", "savi", "evi", "vari"]
+INDEX_NAMES = ["ndvi", "ndre", "gndvi", "savi", "evi", "vari", "ndwi"]  # the sample has no SWIR
 S = dg.DagsterRunStatus
 
 

@@ -25,7 +25,7 @@ from bench.contenders._common import REFLECTANCE_SCALE, Phases, parse
 from pipeline.core.cog import STAGE_BLOCK, translate_to_cog
 from pipeline.core.preview import png_preview
 from pipeline.core.ramps import colorize
-from pipeline.core.registry import INDICES, compute
+from pipeline.core.registry import available_indices, compute
 
 BLOCK = 512
 THREADS = 2
@@ -68,7 +68,7 @@ def _tiles(sample: np.ndarray) -> dict[str, tuple[np.ndarray, str]]:
                                 dims=("y", "x"))
              for i, name in enumerate(("blue", "green", "red", "red_edge", "nir"))}
     tiles = {}
-    for index in INDICES.values():
+    for index in available_indices(bands):  # as ours: every index the 5 bands allow
         values = compute(index, bands)
         tiles[index.name] = (values.values, "float32")
         tiles[f"{index.name}_heatmap"] = (colorize(values, scale=index.scale).values, "rgba")

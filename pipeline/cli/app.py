@@ -20,7 +20,7 @@ from pipeline.cli.output import FAILED, USAGE, check_as_dict, emit_json, fail, p
 from pipeline.cli.ops import object_store_from_env, presign_upload, report, status
 from pipeline.cli.output import upload_progress
 from pipeline.core.errors import ImageryError
-from pipeline.core.manifest import MANIFEST_NAME
+from pipeline.core.manifest import CANONICAL_BANDS, MANIFEST_NAME
 from pipeline.uploader import BatchExists, ManifestOptions, check_folder, manifest_json
 from pipeline.uploader import parse_bands_option, upload_batch
 
@@ -34,8 +34,10 @@ app = typer.Typer(
 
 BAND_RULES = (
     "Bands: --bands names the bands of EVERY image in file order (one camera per batch), from "
-    "blue, green, red, red_edge, nir, thermal, alpha, other. Without it, each band's GeoTIFF "
-    "description is matched (Blue, Green, Red, RedEdge, NIR, LWIR...). A 1-band image is thermal "
+    f"{', '.join(CANONICAL_BANDS)}; `other` bands are ignored and an image with only `other` "
+    "bands is skipped. Without it, each band's GeoTIFF description is matched (Blue, Green, Red, "
+    "RedEdge, NIR, SWIR1, SWIR 2, LWIR...). `imagery-pipeline indices` lists the indices the "
+    "bands allow. A 1-band image is thermal "
     "when its description says thermal/LWIR/TIR, or when --thermal-unit is given and its "
     "description names no other band; --thermal-unit applies to every thermal image (default "
     "celsius). A manifest.json in FOLDER is used as it is (sha256 checked or filled in) and the "
@@ -199,6 +201,31 @@ def demo(
         typer.echo(f"  {path}")
     if not result["success"]:
         raise typer.Exit(1)
+
+
+@app.command()
+def indices(as_json: Json = False) -> None:
+    """List every index this deployment computes: the built-ins and the custom ones of
+    IMAGERY_INDICES_FILE, with their formula, bands and fixed colour scale."""
+    from pipeline.core.errors import ConfigurationError
+    from pipeline.core.registry import build_registry
+    from pipeline.settings import Settings
+
+    try:
+        registry = build_registry(indices_file=Settings.from_env().indices_file)
+    except ConfigurationError as exc:
+        raise fail(str(exc), code=USAGE, as_json=as_json) from None
+    rows = [{"name": d.name, "formula": d.formula, "bands": list(d.bands),
+             "scale": d.scale.as_dict(), "custom": d.custom, "code_version": d.code_version,
+             "description": d.description} for d in registry.values()]
+    if as_json:
+        emit_json({"ok": True, "indices_file": registry.source, "indices": rows})
+        return
+    for row in rows:
+        scale = row["scale"]
+        typer.echo(f"{row['name']:<12} {row['formula']}  [{scale['ramp']} "
+                   f"{scale['vmin']:g}..{scale['vmax']:g}]{'  (custom)' if row['custom'] else ''}")
+    typer.echo(f"Custom indices: {registry.source or 'none (IMAGERY_INDICES_FILE is unset)'}")
 
 
 app.command()(status)

@@ -311,9 +311,11 @@ def _custom(path: Path, position: int, entry: Any, taken: Mapping[str, IndexDef]
                       "another name (the built-in is computed anyway)")
     if name in taken:
         raise _refuse(path, where, f"`name` {name!r} is declared twice; keep one entry")
-    if name in ("thermal", "thermal_c", "management_zones") or name.startswith("change_"):
+    if name in ("thermal", "thermal_c", "management_zones") or name.startswith("change_") \
+            or name.endswith("_heatmap"):
         raise _refuse(path, where, f"`name` {name!r} collides with an output of the pipeline "
-                      "(thermal_c, change_<index>, management_zones); choose another name")
+                      "(thermal_c, <index>_heatmap, change_<index>, management_zones); choose "
+                      "another name")
     formula_text = entry.get("formula")
     if not isinstance(formula_text, str):
         raise _refuse(path, where, f"`formula` is {formula_text!r}; give it as a string such as "

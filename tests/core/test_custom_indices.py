@@ -124,6 +124,7 @@ REFUSALS = [  # (entry changes, words the message must hold: the problem and the
     ({"name": "a" * 33}, ["not allowed", "up to 31"]),
     ({"name": "ndmi"}, ["shadows the built-in", "another name"]),
     ({"name": "change_ndvi"}, ["collides", "another name"]),
+    ({"name": "ndvi_heatmap"}, ["collides", "another name"]),
     ({"vmin": 0.5, "vmax": 0.5}, ["vmin (0.5) must be below vmax (0.5)"]),
     ({"vmin": 1.0, "vmax": -1.0}, ["must be below", "swap"]),
     ({"vmin": "low"}, ["`vmin`", "finite number"]),

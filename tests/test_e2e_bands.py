@@ -148,3 +148,21 @@ def test_code_location_does_not_load_with_a_bad_indices_file(monkeypatch, tmp_pa
     with pytest.raises(ConfigurationError, match=r"IMAGERY_INDICES_FILE: .*indices\.yaml, entry 1 "
                                                  r"\('nbr'\): `formula` .* 'swir3', which is not a band"):
         load_definitions()
+
+
+def test_cli_indices__lists_builtins_and_custom_from_the_settings(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    monkeypatch.setenv("IMAGERY_INDICES_FILE", str(_indices_file(tmp_path, NBR)))
+    result = CliRunner().invoke(app, ["indices", "--json"])
+    assert result.exit_code == 0, result.output
+    listed = json.loads(result.stdout)["indices"]
+    assert [i["name"] for i in listed] == ["ndvi", "ndre", "gndvi", "savi", "evi", "vari", "ndmi",
+                                           "ndwi", "nbr"]
+    assert listed[-1]["custom"] and listed[-1]["bands"] == ["nir", "swir2"]
+    assert listed[6]["scale"] == {"ramp": "BrBG", "vmin": -0.4, "vmax": 0.6}
+    _indices_file(tmp_path, {**NBR, "ramp": "Nope"})
+    refused = CliRunner().invoke(app, ["indices"])
+    assert refused.exit_code != 0 and "'Nope' is not a matplotlib colormap" in refused.output

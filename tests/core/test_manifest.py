@@ -135,3 +135,23 @@ def test_resolve_bands__descriptions_then_clear_error():
     with pytest.raises(UnknownBands) as info:
         resolve_bands(manifest_bands=None, descriptions=[None, "NIR"], file="x.tif")
     assert str(info.value).startswith("x.tif: ") and '"bands"' in str(info.value)
+
+
+def test_validate_images__other_only_images_skipped_and_a_batch_of_nothing_refused(tmp_path):
+    import numpy as np
+
+    from pipeline.core.validation import validate_images
+    from tests.rasters import north_up, write_raster
+
+    transform = north_up(left=500_000.0, top=4_650_000.0, res=1.0)
+    write_raster(tmp_path / "rgn.tif", np.ones((3, 8, 8), np.uint8), transform=transform)
+    write_raster(tmp_path / "qa.tif", np.ones((2, 8, 8), np.uint8), transform=transform)
+    images = [{"path": "rgn.tif", "bands": ["red", "green", "nir"]},
+              {"path": "qa.tif", "bands": ["other", "alpha"]}]
+    manifest = parse({"schema_version": 1, "batch_id": "b", "images": images}, "b")
+    batch = validate_images(manifest=manifest, locate=lambda p: str(tmp_path / p), gdal_options={})
+    assert [s.name for s in batch.sources] == ["rgn.tif"]
+    assert [(i.path, "other, alpha" in i.reason) for i in batch.ignored] == [("qa.tif", True)]
+    nothing = parse({"schema_version": 1, "batch_id": "b", "images": images[1:]}, "b")
+    with pytest.raises(ManifestError, match="no image carries a band the pipeline uses.*qa.tif"):
+        validate_images(manifest=nothing, locate=lambda p: str(tmp_path / p), gdal_options={})

@@ -11,9 +11,9 @@ from assets.analysis import THERMAL_CODE_VERSION, indices_code_version
 from assets.failures import decided_by_error_kind
 from pipeline.core.analysis import IndexAnalysis, OutputFile, ThermalAnalysis
 from pipeline.core.outputs import Kind, batch_key, entry, lookup, preview_name
+from pipeline.core.registry import BUILTIN_REGISTRY, Registry
 from pipeline.core.report_build import build_context, build_summary, print_map
 from pipeline.core.report_pdf import render_report
-from pipeline.core.registry import BUILTIN_REGISTRY, Registry
 from pipeline.core.summary import Link, Summary
 from pipeline.core.validation import ValidatedBatch
 from pipeline.partitions import imagery_batches

@@ -109,7 +109,8 @@ def histogram_bins(index: IndexDef) -> tuple[float, float, int]:
 
     A custom index (no value range) gets its heatmap scale widened by twice its span on each
     side, at least [-1.5, 1.5], in at most MAX_BINS bins (a ratio index such as nir / red,
-    scale 0..10, then has bins of 0.0035)."""
+    scale 0..10, then has bins of 0.0025; beyond a span of 20 they are wider than the
+    0.005 DESIGN.md allows percentiles to be off)."""
     if index.value_range is None:
         span = index.scale.vmax - index.scale.vmin
         lo, hi = min(index.scale.vmin - 2 * span, -1.5), max(index.scale.vmax + 2 * span, 1.5)

@@ -31,7 +31,8 @@ def code_version(registry: Registry = BUILTIN_REGISTRY) -> str:
         package = version("imagery-pipeline")
     except PackageNotFoundError:  # running from a source tree without installing
         package = "0+unknown"
-    return f"{package}+idx.{indices_code_version(registry)}.th.{THERMAL_CODE_VERSION}.rep.{REPORT_CODE_VERSION}"
+    return (f"{package}+idx.{indices_code_version(registry)}.th.{THERMAL_CODE_VERSION}"
+            f".rep.{REPORT_CODE_VERSION}")
 
 
 def _artifacts(store, bucket: str, batch_id: str) -> dict[str, str]:

@@ -98,7 +98,8 @@ def test_landsat_one_file_per_band_with_other_bands_and_a_custom_index(monkeypat
                             for s in (".tif", "_heatmap.tif", "_heatmap.png")}
         summary = json.loads(store.get_bytes(res.report_bucket, f"{batch_id}/summary.json"))
         assert list(summary["indices"]) == expected
-        nir, red, green, swir1, swir2 = (LANDSAT[b][1] * 1e-4 for b in ("B4", "B3", "B2", "B5", "B7"))
+        nir, red, green, swir1, swir2 = (LANDSAT[b][1] * 1e-4
+                                         for b in ("B4", "B3", "B2", "B5", "B7"))
         full, striped = 1.0, (SIZE - STRIPE) / SIZE
         for name, value, valid in (("ndvi", (nir - red) / (nir + red), full),
                                    ("ndmi", (nir - swir1) / (nir + swir1), striped),
@@ -112,15 +113,18 @@ def test_landsat_one_file_per_band_with_other_bands_and_a_custom_index(monkeypat
         assert summary["indices"]["nbr"]["scale"] == {"ramp": "RdYlGn", "vmin": -0.5, "vmax": 0.8}
         assert {"ndmi", "nbr", "ndmi_heatmap", "nbr_heatmap"} <= set(summary["artifacts"])
         # one file per band: B6 (named other) and the QA file carry nothing to analyse
-        assert [i["path"] for i in summary["ignored_images"]] == ["LT05_B6.tif", "LT05_QA_PIXEL.tif"]
+        assert [i["path"] for i in summary["ignored_images"]] == ["LT05_B6.tif",
+                                                                   "LT05_QA_PIXEL.tif"]
         assert all("no band the pipeline uses" in i["reason"] for i in summary["ignored_images"])
 
         pdf = PdfReader(io.BytesIO(store.get_bytes(res.report_bucket, f"{batch_id}/report.pdf")))
         pages = [p.extract_text() for p in pdf.pages]
-        assert "Ignored images" in pages[0] and "LT05_QA_PIXEL.tif" in pages[0] and "LT05_B6.tif" in pages[0]
+        assert "Ignored images" in pages[0]
+        assert "LT05_QA_PIXEL.tif" in pages[0] and "LT05_B6.tif" in pages[0]
         text = "\n".join(pages)
         assert "NDMI — Normalized difference moisture index" in text
-        assert "NBR — Normalized burn ratio" in text and "nbr = (nir - swir2) / (nir + swir2)" in text
+        assert "NBR — Normalized burn ratio" in text
+        assert "nbr = (nir - swir2) / (nir + swir2)" in text
 
         statistics = run.asset_materializations_for_node("vegetation_indices")
         metadata = next(m.metadata for m in statistics
@@ -145,8 +149,9 @@ def test_code_location_does_not_load_with_a_bad_indices_file(monkeypatch, tmp_pa
     configure_local(monkeypatch, tmp_path / "data")
     path = _indices_file(tmp_path, {**NBR, "formula": "(nir - swir3) / (nir + swir3)"})
     monkeypatch.setenv("IMAGERY_INDICES_FILE", str(path))
-    with pytest.raises(ConfigurationError, match=r"IMAGERY_INDICES_FILE: .*indices\.yaml, entry 1 "
-                                                 r"\('nbr'\): `formula` .* 'swir3', which is not a band"):
+    with pytest.raises(ConfigurationError,
+                       match=r"IMAGERY_INDICES_FILE: .*indices\.yaml, entry 1 \('nbr'\): "
+                             r"`formula` .* 'swir3', which is not a band"):
         load_definitions()
 
 

@@ -152,7 +152,8 @@ def parse_formula(text: str, *, bands: tuple[str, ...] | frozenset[str]) -> Form
         raise FormulaError(f"is not a valid expression ({exc.msg}{where}); check the parentheses "
                            "and operators (+ - * / only)") from None
     except (RecursionError, MemoryError, ValueError):
-        raise FormulaError("cannot be parsed (too deeply nested or malformed); simplify it") from None
+        raise FormulaError("cannot be parsed (too deeply nested or malformed); simplify it"
+                           ) from None
     tree = _convert(expression.body, bands=frozenset(bands), depth=0)
     used = list(dict.fromkeys(_bands_of(tree)))
     if not used:

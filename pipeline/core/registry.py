@@ -1,5 +1,6 @@
 """The one registry of index definitions: every consumer (analysis, heatmaps, statistics, checks,
-summary.json, PDF, asset metadata, CLI help) reads the `Registry` built here, never a list of its own.
+summary.json, PDF, asset metadata, CLI help) reads the `Registry` built here, never a list of its
+own.
 
 A `Registry` is built once, when the code location loads, by `build_registry(indices_file=...)`:
 the built-in indices of DESIGN.md §3.2 (`BUILTINS`) plus the custom ones declared in
@@ -152,7 +153,8 @@ BUILTINS: tuple[IndexDef, ...] = (
         description="Normalized difference water index (McFeeters) (green - nir) / (green + nir): "
         "open water > 0 (clear water 0.2-0.6), soil ~-0.3-0, vegetation -0.7..-0.3. Maps "
         "standing water and waterlogging, not canopy water (that is NDMI).",
-        long_name="Normalized difference water index (open water)", formula="(green-nir)/(green+nir)",
+        long_name="Normalized difference water index (open water)",
+        formula="(green-nir)/(green+nir)",
     ),
 )
 
@@ -225,7 +227,8 @@ BUILTIN_REGISTRY = Registry()
 """The built-in indices only (no indices file)."""
 
 
-def available_indices(bands: Iterable[str], *, registry: Registry = BUILTIN_REGISTRY) -> list[IndexDef]:
+def available_indices(bands: Iterable[str], *,
+                      registry: Registry = BUILTIN_REGISTRY) -> list[IndexDef]:
     """The indices of `registry` whose bands are all in `bands`, in registry order."""
     return registry.available(bands)
 
@@ -269,8 +272,8 @@ def _read_entries(path: Path) -> list[Any]:
 
             data = yaml.safe_load(text)
     except Exception as exc:  # json.JSONDecodeError, yaml.YAMLError
-        raise _refuse(path, "the file", f"is not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'} "
-                      f"({exc}); fix its syntax") from None
+        kind = "JSON" if path.suffix.lower() == ".json" else "YAML"
+        raise _refuse(path, "the file", f"is not valid {kind} ({exc}); fix its syntax") from None
     if data is None:
         return []
     if not isinstance(data, list):

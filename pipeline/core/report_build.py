@@ -73,7 +73,8 @@ def build_summary(
     return Summary(batch_id=batch.batch_id, generated_at=generated_at, code_version=code_version,
                    grid=_grid_info(grid), indices=index_summaries, thermal=thermal_summary,
                    zones=zones, artifacts=dict(artifacts),
-                   ignored_images=[IgnoredImage(path=i.path, reason=i.reason) for i in batch.ignored])
+                   ignored_images=[IgnoredImage(path=i.path, reason=i.reason)
+                                   for i in batch.ignored])
 
 
 def print_map(png: Path, dst: Path, *, quality: int = 90) -> Path:

@@ -191,7 +191,8 @@ def _cover(summary: Summary, context: ReportContext) -> list[Flowable]:
                   colWidths=[45 * mm, FRAME_W - 45 * mm], hAlign="LEFT")
     table.setStyle(TableStyle([("LINEBELOW", (0, 0), (-1, -1), 0.3, colors.HexColor("#d0d4d8")),
                                ("VALIGN", (0, 0), (-1, -1), "TOP")]))
-    contents = [section_title(n, context) for n in summary.indices] + ([THERMAL_TITLE] if summary.thermal else [])
+    contents = [section_title(n, context) for n in summary.indices] + (
+        [THERMAL_TITLE] if summary.thermal else [])
     return [
         Spacer(1, 30 * mm),
         Paragraph("Crop imagery report", TITLE),

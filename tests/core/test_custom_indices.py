@@ -1,4 +1,4 @@
-"""Custom indices (DESIGN.md §3.2): the formula grammar, its evaluation, and every refusal at load."""
+"""Custom indices (DESIGN.md §3.2): the formula grammar, its evaluation, every refusal at load."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from tests.core.test_indices import raster
 
 MSAVI_LIKE = {"name": "wdrvi", "formula": "(0.1 * nir - red) / (0.1 * nir + red)",
               "vmin": -1.0, "vmax": 0.5, "ramp": "RdYlGn",
-              "description": "Wide dynamic range vegetation index (alpha 0.1). Keeps contrast in dense canopy."}
+              "description": "Wide dynamic range vegetation index (alpha 0.1). Keeps contrast "
+                             "in dense canopy."}
 
 
 def _write(tmp_path: Path, entries, *, suffix: str = ".yaml", name: str = "indices") -> Path:
@@ -51,11 +52,13 @@ def test_formula__analytic_values_numpy_and_dask():
 
 def test_formula__division_by_a_constant_zero_is_nan_and_precedence_is_arithmetic():
     nir = raster([[0.5, 0.25]])
-    np.testing.assert_array_equal(parse_formula("nir / (2 - 2)", bands=OPTICAL_BANDS)(nir=nir).values,
-                                  [[np.nan, np.nan]])
-    np.testing.assert_allclose(parse_formula("1 - nir * 2 / 4", bands=OPTICAL_BANDS)(nir=nir).values,
-                               [[0.75, 0.875]])
-    np.testing.assert_allclose(parse_formula("1 / nir", bands=OPTICAL_BANDS)(nir=nir).values, [[2.0, 4.0]])
+
+    def of(text):
+        return parse_formula(text, bands=OPTICAL_BANDS)(nir=nir).values
+
+    np.testing.assert_array_equal(of("nir / (2 - 2)"), [[np.nan, np.nan]])
+    np.testing.assert_allclose(of("1 - nir * 2 / 4"), [[0.75, 0.875]])
+    np.testing.assert_allclose(of("1 / nir"), [[2.0, 4.0]])
 
 
 def test_formula__canonical_text_ignores_spacing_and_redundant_parentheses():
@@ -100,7 +103,8 @@ def test_registry__code_version_is_a_hash_of_the_definition(tmp_path):
         tmp_path, [{**MSAVI_LIKE, "formula": "(0.1*nir-red)/(0.1*nir+red)"}], name="b"))
     edited = build_registry(indices_file=_write(
         tmp_path, [{**MSAVI_LIKE, "formula": "(0.2 * nir - red) / (0.2 * nir + red)"}], name="c"))
-    rescaled = build_registry(indices_file=_write(tmp_path, [{**MSAVI_LIKE, "vmax": 0.6}], name="d"))
+    rescaled = build_registry(indices_file=_write(tmp_path, [{**MSAVI_LIKE, "vmax": 0.6}],
+                                                  name="d"))
     assert first["wdrvi"].code_version == respaced["wdrvi"].code_version
     assert len({first["wdrvi"].code_version, edited["wdrvi"].code_version,
                 rescaled["wdrvi"].code_version}) == 3

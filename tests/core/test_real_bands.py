@@ -49,9 +49,12 @@ def _run(folder: Path, images: list[dict], registry, workdir: Path):
 
 @pytest.mark.parametrize(("name", "bands", "expected"), [
     (ETM, ETM_BANDS, {"ndvi", "gndvi", "savi", "evi", "vari", "ndmi", "ndwi", "nbr"}),
-    (ETM, ["blue", "green", "red", "nir", "other", "other"], {"ndvi", "gndvi", "savi", "evi", "vari", "ndwi"}),
-    (ETM, ["other", "green", "red", "nir", "swir1", "other"], {"ndvi", "gndvi", "savi", "ndmi", "ndwi"}),
-    ("rgbn_5m.tif", ["red", "green", "blue", "nir"], {"ndvi", "gndvi", "savi", "evi", "vari", "ndwi"}),
+    (ETM, ["blue", "green", "red", "nir", "other", "other"],
+     {"ndvi", "gndvi", "savi", "evi", "vari", "ndwi"}),
+    (ETM, ["other", "green", "red", "nir", "swir1", "other"],
+     {"ndvi", "gndvi", "savi", "ndmi", "ndwi"}),
+    ("rgbn_5m.tif", ["red", "green", "blue", "nir"],
+     {"ndvi", "gndvi", "savi", "evi", "vari", "ndwi"}),
     ("landsat7_rgb_byte.tif", ["red", "green", "blue"], {"vari"}),
 ])
 def test_real_scene__every_band_it_carries_is_accepted(tmp_path, registry, name, bands, expected):
@@ -88,7 +91,8 @@ def test_real_landsat__one_file_per_band_skips_the_other_files(tmp_path, registr
             with rasterio.open(folder / f"TM_B{number}.tif", "w", **profile) as dst:
                 dst.write(src.read(i), 1)
     names = ["blue", "green", "red", "nir", "other", "other"]
-    images = [{"path": f"TM_B{n}.tif", "bands": [b]} for n, b in zip((1, 2, 3, 4, 5, 7), names, strict=True)]
+    images = [{"path": f"TM_B{n}.tif", "bands": [b]}
+              for n, b in zip((1, 2, 3, 4, 5, 7), names, strict=True)]
     batch, result = _run(folder, images, registry, tmp_path / "out")
     assert [i.path for i in batch.ignored] == ["TM_B5.tif", "TM_B7.tif"]
     assert "ndvi" in result.indices and "ndmi" not in result.indices
@@ -97,8 +101,9 @@ def test_real_landsat__one_file_per_band_skips_the_other_files(tmp_path, registr
 def test_real_thermal__band_resolves_and_only_georeferencing_is_refused(tmp_path):
     name = "flir_duo_pro_r_radiometric.tiff"
     assert resolve_bands(manifest_bands=["thermal"], descriptions=[None], file=name) == ("thermal",)
-    manifest = parse_manifest(json.dumps({"schema_version": 1, "batch_id": "flir", "images": [
-        {"path": name, "bands": ["thermal"], "thermal_scale": 0.04, "thermal_offset": -273.15}]}).encode(),
-        name="manifest.json", batch_id="flir")
+    image = {"path": name, "bands": ["thermal"], "thermal_scale": 0.04, "thermal_offset": -273.15}
+    manifest = parse_manifest(json.dumps({"schema_version": 1, "batch_id": "flir",
+                                          "images": [image]}).encode(),
+                              name="manifest.json", batch_id="flir")
     with pytest.raises(MissingCRS):  # DESIGN.md §2: every image must be georeferenced
         validate_images(manifest=manifest, locate=lambda p: str(REAL / p), gdal_options={})

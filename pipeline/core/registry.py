@@ -30,7 +30,7 @@ from typing import Any
 
 import xarray as xr
 
-from pipeline.core import indices
+from pipeline.core import indices, outputs
 from pipeline.core.errors import ConfigurationError
 from pipeline.core.formula import Formula, FormulaError, parse_formula
 from pipeline.core.manifest import OPTICAL_BANDS
@@ -314,11 +314,10 @@ def _custom(path: Path, position: int, entry: Any, taken: Mapping[str, IndexDef]
                       "another name (the built-in is computed anyway)")
     if name in taken:
         raise _refuse(path, where, f"`name` {name!r} is declared twice; keep one entry")
-    if name in ("thermal", "thermal_c", "management_zones") or name.startswith("change_") \
-            or name.endswith("_heatmap"):
+    if _collides(name):
         raise _refuse(path, where, f"`name` {name!r} collides with an output of the pipeline "
-                      "(thermal_c, <index>_heatmap, change_<index>, management_zones); choose "
-                      "another name")
+                      "(thermal_c, <index>_heatmap, change_<index>, management_zones, ...); "
+                      "choose another name")
     formula_text = entry.get("formula")
     if not isinstance(formula_text, str):
         raise _refuse(path, where, f"`formula` is {formula_text!r}; give it as a string such as "
@@ -348,6 +347,18 @@ def _custom(path: Path, position: int, entry: Any, taken: Mapping[str, IndexDef]
         scale=Scale(ramp, vmin, vmax), code_version=version, description=description.strip(),
         long_name=description.strip().split(". ")[0].rstrip("."), formula=formula.text,
         custom=True)
+
+
+def _collides(name: str) -> bool:
+    """Whether an index called `name` would publish an object the catalogue reads as another
+    output's (e.g. "change_ndvi.tif", "ndvi_heatmap_heatmap.tif" vs "ndvi_heatmap.tif")."""
+    if name in outputs.RESERVED_INDEX_NAMES:
+        return True
+    for entry in outputs.CATALOGUE:
+        if entry.per_index and entry.scope == "batch" and entry.producer.startswith("index_"):
+            if outputs.lookup(entry.name(name)) != (entry, name):
+                return True
+    return False
 
 
 def _is_colormap(name: str) -> bool:

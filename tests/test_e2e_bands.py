@@ -57,10 +57,17 @@ def _landsat_folder(tmp_path):
     qa = np.full((SIZE, SIZE), 672, dtype=np.uint16)  # a QA bit field: nothing to analyse
     write_raster(folder / "LT05_QA_PIXEL.tif", qa, transform=transform)
     images.append({"path": "LT05_QA_PIXEL.tif", "bands": ["other"]})
+    # one field over the western half: its statistics hold every index, the custom one too
+    west = [[500_000.0, 4_648_080.0], [500_960.0, 4_648_080.0], [500_960.0, 4_650_000.0],
+            [500_000.0, 4_650_000.0], [500_000.0, 4_648_080.0]]
+    (folder / "fields.geojson").write_text(json.dumps({
+        "type": "FeatureCollection", "crs": {"type": "name", "properties": {"name": "EPSG:32633"}},
+        "features": [{"type": "Feature", "properties": {"name": "West"},
+                      "geometry": {"type": "Polygon", "coordinates": [west]}}]}))
     (folder / "manifest.json").write_text(json.dumps({
         "schema_version": 1, "batch_id": "lt05-one-file-per-band", "reflectance_scale": 0.0001,
-        "sensor": "Landsat 5 TM", "images": images}))
-    return folder, [i["path"] for i in images] + ["manifest.json"]
+        "sensor": "Landsat 5 TM", "images": images, "zones": "fields.geojson"}))
+    return folder, [i["path"] for i in images] + ["fields.geojson", "manifest.json"]
 
 
 def _evaluate_schedule(definitions, instance) -> list[tuple[str, str]]:
@@ -109,6 +116,10 @@ def test_landsat_one_file_per_band_with_other_bands_and_a_custom_index(monkeypat
             assert stats["mean"] == pytest.approx(value, abs=1e-5), name
             assert stats["p50"] == pytest.approx(value, abs=0.005), name
             assert stats["valid_fraction"] == pytest.approx(valid, rel=1e-3), name
+        (zone,) = summary["zones"]
+        assert zone["name"] == "West" and set(zone["indices"]) == set(expected)
+        assert zone["indices"]["nbr"]["mean"] == pytest.approx(0.5, abs=1e-5)
+        assert zone["indices"]["ndmi"]["mean"] == pytest.approx(1 / 3, abs=1e-5)
         assert summary["indices"]["ndmi"]["scale"] == {"ramp": "BrBG", "vmin": -0.4, "vmax": 0.6}
         assert summary["indices"]["nbr"]["scale"] == {"ramp": "RdYlGn", "vmin": -0.5, "vmax": 0.8}
         assert {"ndmi", "nbr", "ndmi_heatmap", "nbr_heatmap"} <= set(summary["artifacts"])

@@ -1,0 +1,389 @@
+"""The HTTP API of DESIGN.md §6 against the embedded default (local store, SQLite instance):
+every route, its auth, its errors. The S3 + Postgres path is in test_api_s3.py, the viewer in a
+real browser in test_api_browser.py."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+import rasterio
+from fastapi.testclient import TestClient
+from PIL import Image
+from pyproj import Transformer
+
+from pipeline.api.layers import palette, palette_index
+from pipeline.core.registry import INDICES
+from pipeline.storage import LocalObjectStore
+from tests.api_world import (AUTH, DIGEST, TOKEN, local_store, make_app, open_instance, processed,
+                             tile_of, tile_pixel_lonlat)
+
+__all__ = ["processed"]  # the session fixture
+
+
+@pytest.fixture
+def client(processed):
+    instance = open_instance(processed)
+    with TestClient(make_app(local_store(processed), instance=instance),
+                    raise_server_exceptions=False) as c:
+        yield c
+    instance.dispose()
+
+
+@pytest.fixture
+def empty(tmp_path):
+    store = LocalObjectStore(root=tmp_path / "data")
+    for bucket in ("imagery-uploads", "analysis-heatmaps", "reports"):
+        store.ensure_bucket(bucket)
+    with TestClient(make_app(store), raise_server_exceptions=False) as c:
+        yield c, store, tmp_path / "data"
+
+
+def _files(root) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()
+                  and ".staging" not in p.parts)
+
+
+def _upload_body(batch_id: str, *, size: int = 5) -> dict:
+    return {"schema_version": 1, "batch_id": batch_id, "captured_at": "2026-06-14T10:32:00Z",
+            "images": [{"path": "ortho.tif", "bands": ["red", "nir"]}],
+            "zones": "fields.geojson",
+            "files": [{"path": "ortho.tif", "size": size}, {"path": "fields.geojson", "size": 3}]}
+
+
+def _png(response) -> np.ndarray:
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    return np.asarray(Image.open(io.BytesIO(response.content)).convert("RGBA"))
+
+
+PROTECTED = [
+    ("POST", "/imagery", _upload_body("no-auth-1")),
+    ("POST", "/imagery/no-auth-1/complete", None),
+    ("GET", "/imagery/demo-farm-2026-06-14", None),
+    ("GET", "/analysis-runs?batch_id=demo-farm-2026-06-14", None),
+    ("POST", "/analysis-runs", {"batch_id": "demo-farm-2026-06-14"}),
+    ("GET", "/reports/demo-farm-2026-06-14", None),
+    ("GET", "/tiles/demo-farm-2026-06-14/ndvi/16/35495/23072.png", None),
+    ("GET", "/map/demo-farm-2026-06-14/data.json", None),
+    ("GET", "/metrics", None),
+]
+
+
+def test_api__healthz_needs_no_token(empty):
+    c, _, _ = empty
+    assert c.get("/healthz").json() == {"ok": True}
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"},
+                                     {"Authorization": f"Basic {TOKEN}"},
+                                     {"Authorization": f"Bearer {DIGEST}"}],
+                         ids=["none", "wrong", "not-bearer", "the-digest"])
+def test_api__every_route_without_a_valid_token_is_401_and_writes_nothing(empty, headers):
+    c, _, root = empty
+    c.post("/imagery", json=_upload_body("prepared"), headers=AUTH)  # one pending upload
+    before = _files(root)
+    for method, url, body in PROTECTED + [("POST", "/imagery/prepared/complete", None),
+                                          ("POST", "/imagery", {"not": "a manifest"})]:
+        response = c.request(method, url, json=body, headers=headers)
+        assert response.status_code == 401, (method, url, response.text)
+        assert set(response.json()) == {"detail"}
+        assert "Bearer" in response.headers["www-authenticate"]
+    assert _files(root) == before
+
+
+def test_api__without_configured_tokens_everything_but_healthz_is_refused(tmp_path):
+    store = LocalObjectStore(root=tmp_path)
+    store.ensure_bucket("imagery-uploads")
+    from pipeline.api import ApiConfig, create_app
+
+    c = TestClient(create_app(config=ApiConfig(token_digests=()), store=store))
+    assert c.get("/healthz").status_code == 200
+    response = c.post("/imagery", json=_upload_body("b1"), headers=AUTH)
+    assert response.status_code == 401
+    assert "IMAGERY_API_TOKENS_SHA256" in response.json()["detail"]
+    assert c.post("/login", data={"token": TOKEN}, follow_redirects=False).status_code == 401
+
+
+def test_api__upload_put_complete_writes_the_manifest_last(empty):
+    c, store, _ = empty
+    created = c.post("/imagery", json=_upload_body("field-7.2026", size=5), headers=AUTH)
+    assert created.status_code == 201, created.text
+    uploads = {u["path"]: u for u in created.json()["uploads"]}
+    assert set(uploads) == {"ortho.tif", "fields.geojson"}
+    assert all(u["method"] == "PUT" and u["headers"] == {} for u in uploads.values())
+    assert c.get("/imagery/field-7.2026", headers=AUTH).json()["state"] == "uploading"
+
+    # Nothing uploaded yet: 409 naming both files; no manifest.
+    incomplete = c.post("/imagery/field-7.2026/complete", headers=AUTH)
+    assert incomplete.status_code == 409
+    assert "ortho.tif is missing" in incomplete.json()["detail"]
+    assert "fields.geojson is missing" in incomplete.json()["detail"]
+    assert c.put(uploads["ortho.tif"]["url"], content=b"12345").status_code == 200
+    # A wrong size is refused by the signed URL itself; the declared one is accepted.
+    assert c.put(uploads["fields.geojson"]["url"], content=b"{}").status_code == 400
+    assert c.put(uploads["fields.geojson"]["url"], content=b"{}  ").status_code == 413
+    still = c.post("/imagery/field-7.2026/complete", headers=AUTH)
+    assert still.status_code == 409 and "fields.geojson is missing" in still.json()["detail"]
+    assert "ortho.tif" not in still.json()["detail"]
+    assert store.head("imagery-uploads", "field-7.2026/manifest.json") is None
+    assert c.put(uploads["fields.geojson"]["url"], content=b"{} ").status_code == 200
+
+    done = c.post("/imagery/field-7.2026/complete", headers=AUTH)
+    assert done.status_code == 202, done.text
+    keys = sorted(o.key for o in store.list_objects("imagery-uploads", prefix="field-7.2026/"))
+    assert keys == ["field-7.2026/fields.geojson", "field-7.2026/manifest.json",
+                    "field-7.2026/ortho.tif"]
+    manifest = json.loads(store.get_bytes("imagery-uploads", "field-7.2026/manifest.json"))
+    assert manifest["batch_id"] == "field-7.2026" and "files" not in manifest
+    assert manifest["images"] == [{"path": "ortho.tif", "bands": ["red", "nir"]}]
+    manifest_time = store.head("imagery-uploads", "field-7.2026/manifest.json").last_modified
+    assert all(store.head("imagery-uploads", k).last_modified <= manifest_time for k in keys)
+    assert c.get("/imagery/field-7.2026", headers=AUTH).json()["state"] == "queued"
+    # A second POST for a complete batch is a conflict, not an overwrite.
+    assert c.post("/imagery", json=_upload_body("field-7.2026"), headers=AUTH).status_code == 409
+
+
+def test_api__a_presigned_url_for_another_key_is_refused_by_the_store(empty):
+    c, store, root = empty
+    url = c.post("/imagery", json=_upload_body("batch-a"), headers=AUTH).json()["uploads"][0]["url"]
+    before = _files(root)
+    for forged in (url.replace("/batch-a/", "/batch-b/"),
+                   url.replace("/imagery-uploads/", "/reports/"),
+                   url.replace("ortho.tif", "manifest.json"),
+                   url.replace("size=5", "size=6"),
+                   url.split("?")[0]):
+        response = c.put(forged, content=b"12345")
+        assert response.status_code == 403, (forged, response.text)
+        assert response.json()["detail"]
+    assert _files(root) == before
+
+
+@pytest.mark.parametrize("url", ["/imagery/..x", "/imagery/a..b", "/imagery/-lead",
+                                 "/imagery/x%2F..%2Fy", "/reports/..", "/imagery/" + "a" * 101,
+                                 "/tiles/..x/ndvi/1/0/0.png", "/analysis-runs?batch_id=a..b"])
+def test_api__bad_batch_ids_are_422_naming_the_field(empty, url):
+    c, _, _ = empty
+    response = c.get(url, headers=AUTH)
+    assert response.status_code in (404, 422), response.text
+    if response.status_code == 422:
+        assert "batch_id" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"batch_id": "../etc"}, "batch_id"),
+    ({"images": [{"path": "../ortho.tif"}]}, "images.0.path"),
+    ({"images": [{"path": "/abs/ortho.tif"}]}, "images.0.path"),
+    ({"images": [{"path": "ortho.tif", "bands": ["ultraviolet"]}]}, "images.0.bands"),
+    ({"files": [{"path": "ortho.tif", "size": -1}]}, "files.0.size"),
+    ({"files": [{"path": "fields.geojson", "size": 3}]}, "files"),
+    ({"files": [{"path": "ortho.tif", "size": 1}, {"path": "fields.geojson", "size": 1},
+                {"path": "manifest.json", "size": 1}]}, "files"),
+    ({"webhook": "http://example.com"}, "webhook"),
+    ({"schema_version": 2}, "schema_version"),
+])
+def test_api__an_invalid_upload_is_422_naming_the_field_and_writes_nothing(empty, change, field):
+    c, _, root = empty
+    response = c.post("/imagery", json={**_upload_body("b-1"), **change}, headers=AUTH)
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert f"`{field}`" in detail and "Traceback" not in detail
+    assert _files(root) == []
+
+
+def test_api__oversized_and_malformed_bodies_are_refused(empty):
+    c, _, root = empty
+    big = c.post("/imagery", content=b"{" + b" " * 1_100_000 + b"}", headers={
+        **AUTH, "Content-Type": "application/json"})
+    assert big.status_code == 413 and "bytes" in big.json()["detail"]
+    bad = c.post("/imagery", content=b"{not json", headers={**AUTH,
+                                                             "Content-Type": "application/json"})
+    assert bad.status_code == 422 and "JSON" in bad.json()["detail"]
+    assert _files(root) == []
+
+
+def test_api__complete_without_an_upload_is_404(empty):
+    c, _, _ = empty
+    response = c.post("/imagery/never-started/complete", headers=AUTH)
+    assert response.status_code == 404 and "POST /imagery" in response.json()["detail"]
+
+
+def test_api__state_and_runs_come_from_the_instance(client, processed):
+    demo = client.get(f"/imagery/{processed.demo}", headers=AUTH).json()
+    assert demo["state"] == "succeeded" and demo["reason"] is None
+    assert [r["status"] for r in demo["runs"]] == ["SUCCESS"]
+    refused = client.get(f"/imagery/{processed.refused}", headers=AUTH).json()
+    assert refused["state"] == "refused"
+    assert "ortho_west.tif" in refused["reason"] and "sha256" in refused["reason"]
+    runs = client.get(f"/analysis-runs?batch_id={processed.refused}", headers=AUTH).json()["runs"]
+    assert len(runs) == 1 and runs[0]["status"] == "FAILURE"
+    assert runs[0]["started_at"] <= runs[0]["ended_at"]
+    assert "refused" in runs[0]["failure"]
+    assert client.get("/imagery/no-such-batch", headers=AUTH).status_code == 404
+    assert client.get("/analysis-runs?batch_id=no-such-batch", headers=AUTH).json() == {"runs": []}
+
+
+def test_api__reprocessing_an_unknown_batch_is_404_and_without_dagster_url_503(client, processed):
+    unknown = client.post("/analysis-runs", json={"batch_id": "no-such-batch"}, headers=AUTH)
+    assert unknown.status_code == 404
+    known = client.post("/analysis-runs", json={"batch_id": processed.demo}, headers=AUTH)
+    assert known.status_code == 503 and "IMAGERY_API_DAGSTER_URL" in known.json()["detail"]
+    extra = client.post("/analysis-runs", json={"batch_id": processed.demo, "x": 1}, headers=AUTH)
+    assert extra.status_code == 422 and "`x`" in extra.json()["detail"]
+
+
+def test_api__report_gives_the_summary_and_working_links(client, processed):
+    response = client.get(f"/reports/{processed.demo}", headers=AUTH)
+    assert response.status_code == 200
+    body = response.json()
+    summary = json.loads((processed.data_dir / "reports" / processed.demo / "summary.json")
+                         .read_text())
+    assert body["summary"] == summary
+    heatmaps = processed.data_dir / "analysis-heatmaps" / processed.demo
+    expected = {"report.pdf"} | {p.name for p in heatmaps.iterdir() if p.suffix in (".tif", ".png")}
+    assert set(body["links"]) == expected
+    pdf = client.get(body["links"]["report.pdf"])  # the signature is the authorisation
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    forged = body["links"]["ndvi.tif"].replace("ndvi.tif", "evi.tif")
+    assert client.get(forged).status_code == 403
+    assert client.get(f"/reports/{processed.refused}", headers=AUTH).status_code == 404
+
+
+def _ndvi_around(processed, lon: float, lat: float) -> np.ndarray:
+    """The NDVI pixels whose centres surround (lon, lat): a 3×3 window (bilinear uses 2×2)."""
+    path = processed.data_dir / "analysis-heatmaps" / processed.demo / "ndvi.tif"
+    with rasterio.open(path) as src:
+        x, y = Transformer.from_crs("EPSG:4326", src.crs, always_xy=True).transform(lon, lat)
+        row, col = src.index(x, y)
+        window = rasterio.windows.Window(col - 1, row - 1, 3, 3)
+        return src.read(1, window=window, boundless=True, fill_value=np.nan)
+
+
+def test_api__tiles_use_the_fixed_scale_and_are_transparent_outside(client, processed):
+    summary = client.get(f"/reports/{processed.demo}", headers=AUTH).json()["summary"]
+    with rasterio.open(processed.data_dir / "analysis-heatmaps" / processed.demo
+                       / "ndvi.tif") as src:
+        from rasterio.warp import transform_bounds
+
+        west, south, east, north = transform_bounds(src.crs, "EPSG:4326", *src.bounds)
+    z = 18
+    x, y = tile_of((west + east) / 2, (south + north) / 2, z)
+    tile = _png(client.get(f"/tiles/{processed.demo}/ndvi/{z}/{x}/{y}.png", headers=AUTH))
+    assert tile.shape == (256, 256, 4) and (tile[..., 3] == 255).mean() > 0.5
+    table = palette(INDICES["ndvi"].scale)
+    assert summary["indices"]["ndvi"]["scale"] == INDICES["ndvi"].scale.as_dict()
+    checked = 0
+    for px, py in [(40, 40), (128, 128), (200, 60), (60, 210)]:
+        around = _ndvi_around(processed, *tile_pixel_lonlat(z, x, y, px + 0.5, py + 0.5))
+        if not np.isfinite(around).all():
+            continue  # at the data's edge
+        # Bilinear resampling gives a value between the neighbouring pixels' extremes, so the
+        # tile's colour is a palette entry between theirs.
+        low, high = palette_index(np.array([np.min(around), np.max(around)]),
+                                  INDICES["ndvi"].scale)
+        matches = [p for p in range(1, 256) if (table[p] == tile[py, px]).all()]
+        assert any(low <= p <= high for p in matches), (around, tile[py, px], matches)
+        checked += 1
+    assert checked >= 3
+    far = _png(client.get(f"/tiles/{processed.demo}/ndvi/{z}/{x + 500}/{y}.png", headers=AUTH))
+    assert far.shape == (256, 256, 4) and not far[..., 3].any()
+    low = _png(client.get(f"/tiles/{processed.demo}/thermal/12/{x >> 6}/{y >> 6}.png",
+                          headers=AUTH))
+    assert 0 < (low[..., 3] > 0).sum() < 256 * 256  # a zoomed-out tile reads the overviews
+    assert client.get(f"/tiles/{processed.demo}/nope/{z}/{x}/{y}.png",
+                      headers=AUTH).status_code == 404
+    assert client.get(f"/tiles/{processed.demo}/change_ndvi/{z}/{x}/{y}.png",
+                      headers=AUTH).status_code == 404
+    assert client.get(f"/tiles/no-such-batch/ndvi/{z}/{x}/{y}.png", headers=AUTH).status_code == 404
+    out_of_range = client.get(f"/tiles/{processed.demo}/ndvi/2/4/0.png", headers=AUTH)
+    assert out_of_range.status_code == 422 and "`x`" in out_of_range.json()["detail"]
+
+
+def test_api__map_redirects_to_login_and_the_cookie_replaces_the_token(client, processed):
+    page = client.get(f"/map/{processed.demo}", follow_redirects=False)
+    assert page.status_code == 303 and page.headers["location"].startswith("/login?next=")
+    form = client.get("/login")
+    assert form.status_code == 200 and 'name="token"' in form.text
+    wrong = client.post("/login", data={"token": "nope", "next": f"/map/{processed.demo}"},
+                        follow_redirects=False)
+    assert wrong.status_code == 401 and "set-cookie" not in wrong.headers
+    right = client.post("/login", data={"token": TOKEN, "next": f"/map/{processed.demo}"},
+                        follow_redirects=False)
+    assert right.status_code == 303 and right.headers["location"] == f"/map/{processed.demo}"
+    cookie = right.headers["set-cookie"]
+    assert cookie.startswith("imagery_session=") and "HttpOnly" in cookie
+    assert "samesite=strict" in cookie.lower()
+    value = client.cookies["imagery_session"]
+    assert TOKEN not in value and DIGEST not in value
+    assert client.get(f"/imagery/{processed.demo}").status_code == 200  # cookie, no header
+    viewer = client.get(f"/map/{processed.demo}")
+    assert viewer.status_code == 200 and "/static/leaflet/leaflet.js" in viewer.text
+    assert "default-src 'self'" in viewer.headers["content-security-policy"]
+    data = client.get(f"/map/{processed.demo}/data.json").json()
+    assert [l["name"] for l in data["layers"]][0] == "ndvi"
+    assert {"thermal", "evi"} <= {l["name"] for l in data["layers"]}
+    assert data["previous"] is None and data["area_unit"] == "ha"
+    summary = client.get(f"/reports/{processed.demo}").json()["summary"]
+    for zone in summary["zones"]:
+        assert data["field_stats"][zone["name"]]["area"] == pytest.approx(zone["area_m2"] / 1e4)
+    assert {f["properties"]["name"] for f in data["fields"]["features"]} \
+        == {z["name"] for z in summary["zones"]}
+    client.cookies.set("imagery_session", value[:-1] + ("0" if value[-1] != "0" else "1"))
+    assert client.get(f"/imagery/{processed.demo}").status_code == 401
+    # Only this service's /map/ pages are followed after sign-in.
+    client.cookies.clear()
+    away = client.post("/login", data={"token": TOKEN, "next": "https://evil.example/"},
+                       follow_redirects=False)
+    assert away.headers["location"] == "/"
+
+
+def test_api__static_files_need_no_token(empty):
+    c, _, _ = empty
+    assert c.get("/static/leaflet/leaflet.js").status_code == 200
+    assert "BSD" in c.get("/static/leaflet/LICENSE").text or "Copyright" in c.get(
+        "/static/leaflet/LICENSE").text
+
+
+def test_api__metrics_count_requests_by_route_and_status_and_batches(client, processed):
+    client.get(f"/imagery/{processed.demo}", headers=AUTH)
+    client.get("/imagery/..x", headers=AUTH)
+    text = client.get("/metrics", headers=AUTH).text
+    assert ('imagery_api_requests_total{method="GET",route="/imagery/{batch_id}",status="200"} 1.0'
+            in text)
+    assert 'route="/imagery/{batch_id}",status="422"' in text
+    assert 'imagery_batches{outcome="succeeded"} 1.0' in text
+    assert 'imagery_batches{outcome="final_failure"} 1.0' in text
+    assert "imagery_run_duration_seconds_count 2.0" in text
+    summary = client.get(f"/reports/{processed.demo}", headers=AUTH).json()["summary"]
+    pixels = summary["grid"]["width"] * summary["grid"]["height"]
+    assert f"imagery_pixels_processed_total {float(pixels)}" in text.replace("e+06", "e+06")  \
+        or f"imagery_pixels_processed_total {pixels:.6e}".replace("e+0", "e+0") in text
+
+
+def test_api__errors_are_json_without_a_stack_trace(client, processed, tmp_path):
+    summary = processed.data_dir / "reports" / processed.demo / "summary.json"
+    saved = summary.read_bytes()
+    try:
+        summary.write_bytes(b"{broken")
+        response = client.get(f"/reports/{processed.demo}", headers=AUTH)
+    finally:
+        summary.write_bytes(saved)
+    assert response.status_code == 500
+    assert response.json() == {"detail": "internal error; the server log has the details"}
+    assert client.get("/nowhere", headers=AUTH).json() == {"detail": "Not Found"}
+
+
+def test_api__openapi_documents_every_route(empty):
+    c, _, _ = empty
+    paths = c.get("/openapi.json").json()["paths"]
+    for route in ("/imagery", "/imagery/{batch_id}/complete", "/imagery/{batch_id}",
+                  "/analysis-runs", "/reports/{batch_id}",
+                  "/tiles/{batch_id}/{layer}/{z}/{x}/{y}.png", "/map/{batch_id}", "/metrics",
+                  "/healthz", "/login"):
+        assert route in paths, route
+    schema = paths["/imagery"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert schema["$ref"].endswith("ImageryCreate")

@@ -59,6 +59,8 @@ class Settings:
     api_tokens_sha256: tuple[str, ...] = field(default=(), repr=False)
     api_host: str = "127.0.0.1"
     api_port: int = 8080
+    api_dagster_url: str | None = None  # IMAGERY_API_DAGSTER_URL: webserver for POST /analysis-runs
+    basemap_url: str | None = None  # IMAGERY_BASEMAP_URL: the viewer's XYZ basemap; unset: none
     # Sensor and schedule.
     sensor_interval_s: int = 30
     reprocess_cron: str = "0 2 * * *"
@@ -141,6 +143,8 @@ class Settings:
             api_tokens_sha256=tuple(d.lower() for d in env.list("IMAGERY_API_TOKENS_SHA256")),
             api_host=env.str("IMAGERY_API_HOST") or "127.0.0.1",
             api_port=env.number("IMAGERY_API_PORT", int, minimum=1, default=8080),
+            api_dagster_url=env.str("IMAGERY_API_DAGSTER_URL"),
+            basemap_url=env.str("IMAGERY_BASEMAP_URL"),
             sensor_interval_s=env.number("IMAGERY_SENSOR_INTERVAL_S", int, minimum=1, default=30),
             reprocess_cron=env.str("REPROCESS_CRON") or "0 2 * * *",
             reprocess_max_runs_per_tick=env.number("REPROCESS_MAX_RUNS_PER_TICK", int, minimum=1, default=20),

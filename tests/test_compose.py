@@ -11,6 +11,7 @@ Compose fills from `.env` in the project folder (a copy of `.env.example`, see d
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import re
 import shlex
@@ -44,9 +45,9 @@ DESIGN_ENV = (
 NOT_IN_STACK = {"IMAGERY_DATA_DIR", "IMAGERY_API_TOKENS_SHA256", "IMAGERY_API_HOST", "IMAGERY_API_PORT"}
 # Passed through to every code service, empty unless the operator sets them in .env.
 OPTIONAL_IN_STACK = {"IMAGERY_COG_MAX_Z_ERROR", "IMAGERY_INDICES_FILE"}
-CODE_SERVICES = ("user-code", "dagster-daemon", "dagster-webserver", "dask-worker")
+CODE_SERVICES = ("user-code", "dagster-daemon", "dagster-webserver", "dask-worker", "api")
 # (service, container port) -> host addresses it may be bound to (None: any, from .env).
-ALLOWED_PORTS = {("dagster-webserver", 3000): None, ("minio", 9001): None,
+ALLOWED_PORTS = {("dagster-webserver", 3000): None, ("minio", 9001): None, ("api", 8080): None,
                  ("minio", 9000): {"127.0.0.1"}}
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|ACCESS_KEY|ROOT_USER|TOKEN|_KEY$", re.IGNORECASE)
 # `$$` (a literal dollar), `${NAME...}` or `$NAME`.
@@ -510,7 +511,7 @@ def test_compose__only_allowed_ports_published(compose: dict[str, Any],
     assert check_ports(compose, env=env) == []
     ports = {(n, p) for n, s in resolve(compose, env=env)["services"].items()
              for _, p in published(s)}
-    assert {("dagster-webserver", 3000), ("minio", 9001)} <= ports
+    assert {("dagster-webserver", 3000), ("minio", 9001), ("api", 8080)} <= ports
 
 
 @pytest.mark.parametrize(("path", "value", "expected"), [
@@ -618,11 +619,37 @@ def test_workspace__detects_breakage(compose: dict[str, Any]) -> None:
 def test_compose__code_services_environment_is_valid_settings(compose: dict[str, Any],
                                                                 env: dict[str, str]) -> None:
     """What compose gives each code service passes the settings checks the code location runs."""
+    from pipeline.core.errors import ConfigurationError
     from pipeline.settings import Settings
 
     services = resolve(compose["services"], env=env)
     for name in CODE_SERVICES:
-        settings = Settings.from_env(environment(services[name]))
+        values = environment(services[name])
+        if name == "api":  # the example value is no digest: serve must refuse to start with it
+            with pytest.raises(ConfigurationError, match="IMAGERY_API_TOKENS_SHA256"):
+                Settings.from_env(values)
+            values["IMAGERY_API_TOKENS_SHA256"] = hashlib.sha256(b"a token").hexdigest()
+        settings = Settings.from_env(values)
         assert settings.endpoint_url == "http://minio:9000", name
         assert (settings.cog_compression, settings.mz_classes, settings.area_unit) == (
             env["IMAGERY_COG_COMPRESSION"], int(env["IMAGERY_MZ_CLASSES"]), env["IMAGERY_AREA_UNIT"])
+
+
+def test_compose__api_serves_on_its_published_port_with_tokens_from_env(
+        compose: dict[str, Any], env: dict[str, str]) -> None:
+    """The api service listens on all interfaces in its container, on the port it publishes on
+    HOST_BIND_ADDRESS, takes its token digests from .env and submits runs to the webserver."""
+    from pipeline.settings import Settings
+
+    api = resolve(compose, env=env)["services"]["api"]
+    assert command(api) == ["imagery-pipeline", "serve"]
+    raw = environment(compose["services"]["api"])
+    assert raw["IMAGERY_API_TOKENS_SHA256"].startswith("${IMAGERY_API_TOKENS_SHA256:?")
+    values = environment(api)
+    values["IMAGERY_API_TOKENS_SHA256"] = hashlib.sha256(b"a token").hexdigest()
+    settings = Settings.from_env(values)
+    assert settings.api_host == "0.0.0.0"
+    assert published(api) == [(env["HOST_BIND_ADDRESS"], settings.api_port)]
+    assert settings.api_dagster_url == "http://dagster-webserver:3000"
+    probe = " ".join(api["healthcheck"]["test"])
+    assert f"localhost:{settings.api_port}/healthz" in probe

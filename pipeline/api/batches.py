@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pipeline.api.schemas import BatchState, RunOut
-from pipeline.cli_status import MANIFEST_ETAG_TAG, PARTITION_TAG, _failure_reason
+from pipeline.cli.status import MANIFEST_ETAG_TAG, PARTITION_TAG, _failure_reason
 from pipeline.core.manifest import MANIFEST_NAME
 from pipeline.storage import ObjectStore
 

@@ -20,7 +20,7 @@ from pipeline.api.batches import batch_runs
 from pipeline.api.context import ApiContext, api_context
 from pipeline.api.imagery import checked_batch_id
 from pipeline.api.schemas import ErrorOut, RunCreate, RunCreated, RunsOut
-from pipeline.cli_status import PARTITION_TAG
+from pipeline.cli.status import PARTITION_TAG
 from pipeline.core.manifest import MANIFEST_NAME
 
 JOB = "process_imagery_batch"

@@ -59,7 +59,7 @@ async def put_object(bucket: str, key: str, request: Request,
             async for chunk in request.stream():
                 received += len(chunk)
                 if received > size:
-                    raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                    raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
                                         detail=f"body is larger than the declared {size} bytes")
                 out.write(chunk)
         if received != size:

@@ -19,6 +19,7 @@ import typer
 from pipeline.cli.output import FAILED, USAGE, check_as_dict, emit_json, fail, print_check
 from pipeline.cli.ops import object_store_from_env, presign_upload, report, status
 from pipeline.cli.output import upload_progress
+from pipeline.cli.serve import serve
 from pipeline.core.errors import ImageryError
 from pipeline.core.manifest import CANONICAL_BANDS, MANIFEST_NAME
 from pipeline.uploader import BatchExists, ManifestOptions, check_folder, manifest_json
@@ -231,6 +232,7 @@ def indices(as_json: Json = False) -> None:
 app.command()(status)
 app.command()(report)
 app.command("presign-upload")(presign_upload)
+app.command()(serve)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -9,12 +9,23 @@ name a different file, or one outside the bucket.
 Writes go to `<root>/.staging/` first and are moved into place with os.replace, so a reader never
 sees a half-written object (bucket names cannot start with '.', so staging is never a bucket).
 ETags are the MD5 of the content, as S3 gives for single-part uploads, cached per file version.
+
+Presigned URLs: a folder has no HTTP endpoint, so the process that serves one (the HTTP API,
+`imagery-pipeline serve`) does. `signed_path` gives `store/<bucket>/<key>?expires=..&signature=..`,
+an HMAC-SHA256 with this store's `signing_key` over method, bucket, key, expiry time and (for a
+PUT) the exact size; the serving process answers that path after `verify_signed` accepted it,
+so a URL cannot be replayed for another key, another prefix, a larger body or after it expired.
+`presigned_put`/`presigned_get` return it under `upload_endpoint` when one is configured; the
+signing key is random per store instance unless given, so URLs die with the process.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
+import secrets
+import time
 import shutil
 import tempfile
 import threading
@@ -22,8 +33,10 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
+from urllib.parse import quote, urlencode
 
 from pipeline.storage.base import (
+    AccessDenied,
     BucketNotFound,
     ObjectInfo,
     ObjectNotFound,
@@ -48,8 +61,11 @@ def _utf8(text: str) -> bytes:
 
 
 class LocalObjectStore(ObjectStore):
-    def __init__(self, *, root: Path) -> None:
+    def __init__(self, *, root: Path, upload_endpoint: str | None = None,
+                 signing_key: bytes | None = None) -> None:
         self.root = Path(root).resolve()
+        self.upload_endpoint = upload_endpoint.rstrip("/") if upload_endpoint else None
+        self._signing_key = signing_key or secrets.token_bytes(32)
         self._etags: dict[tuple[int, int, int, int], str] = {}
         self._lock = threading.Lock()
 
@@ -229,13 +245,54 @@ class LocalObjectStore(ObjectStore):
         self._bucket_dir(bucket, must_exist=False).mkdir(parents=True, exist_ok=True)
 
     # -- addressing --------------------------------------------------------------------------
+    def _signature(self, method: str, bucket: str, key: str, expires: int, size: int | None) -> str:
+        message = "\n".join((method, bucket, key, str(expires), "" if size is None else str(size)))
+        return hmac.new(self._signing_key, _utf8(message), hashlib.sha256).hexdigest()
+
+    def signed_path(self, method: str, bucket: str, key: str, *, expires_s: int,
+                    size: int | None = None, now: float | None = None) -> str:
+        """`store/<bucket>/<key>?...`: the relative URL of a GET or PUT allowed until now + expires_s.
+
+        A PUT's `size` (bytes) is part of the signature; the server refuses any other length.
+        """
+        if method not in ("GET", "PUT"):
+            raise ValueError(f"method must be GET or PUT, got {method!r}")
+        self._path(bucket, key)  # refuses keys that would name a file outside the bucket
+        expires = int(now if now is not None else time.time()) + int(expires_s)
+        query = {"expires": str(expires)}
+        if size is not None:
+            query["size"] = str(int(size))
+        query["signature"] = self._signature(method, bucket, key, expires, size)
+        return f"store/{quote(bucket, safe='')}/{quote(key, safe='/')}?{urlencode(query)}"
+
+    def verify_signed(self, method: str, bucket: str, key: str, *, expires: str, signature: str,
+                      size: str | None = None, now: float | None = None) -> None:
+        """Accept a request made with a `signed_path` URL, or raise AccessDenied saying why."""
+        if not expires.isdigit() or (size is not None and not size.isdigit()):
+            raise AccessDenied("malformed presigned URL: `expires` and `size` must be integers")
+        expected = self._signature(method, bucket, key, int(expires),
+                                   int(size) if size is not None else None)
+        if not hmac.compare_digest(expected, signature):
+            raise AccessDenied(f"the presigned URL's signature does not match {method} "
+                               f"{bucket}/{key}: it was issued for another object, size or method")
+        if int(expires) < (now if now is not None else time.time()):
+            raise AccessDenied(f"the presigned URL for {bucket}/{key} expired; request a new one")
+
+    def _presigned(self, method: str, bucket: str, key: str, expires_s: int) -> str:
+        if self.upload_endpoint is None:
+            raise NotImplementedError(
+                "the local store has no HTTP endpoint for presigned URLs; run `imagery-pipeline "
+                f"serve` (it answers them), copy the file into {self.root / bucket} instead, or "
+                "configure MINIO_ENDPOINT_URL to use S3/MinIO")
+        return f"{self.upload_endpoint}/{self.signed_path(method, bucket, key, expires_s=expires_s)}"
+
     def presigned_get(self, bucket: str, key: str, *, expires_s: int) -> str:
-        return self.uri(bucket, key)
+        if self.upload_endpoint is None:
+            return self.uri(bucket, key)  # a file:// URI: readable on this machine only
+        return self._presigned("GET", bucket, key, expires_s)
 
     def presigned_put(self, bucket: str, key: str, *, expires_s: int) -> str:
-        raise NotImplementedError(
-            "the local store has no HTTP endpoint for presigned uploads; copy the file into "
-            f"{self.root / bucket} instead, or configure MINIO_ENDPOINT_URL to use S3/MinIO")
+        return self._presigned("PUT", bucket, key, expires_s)
 
     def uri(self, bucket: str, key: str) -> str:
         return self._path(bucket, key).as_uri()

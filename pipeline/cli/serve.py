@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pipeline.cli_output import USAGE, fail
+from pipeline.cli.output import USAGE, fail
 
 
 def serve(

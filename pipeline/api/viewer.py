@@ -27,9 +27,13 @@ from pipeline.storage import ObjectStoreError
 
 router = APIRouter(tags=["viewer"])
 M2_PER_UNIT = {"ha": 10_000.0, "acre": 4046.8564224}
+PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+                "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
+                "X-Content-Type-Options": "nosniff"}
 
 _LOGIN = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Sign in · Imagery pipeline</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/static/viewer.css"></head>
 <body class="login"><form method="post" action="/login">
 <h1>Imagery pipeline</h1>
@@ -43,6 +47,7 @@ _LOGIN = """<!doctype html>
 
 _MAP = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{batch} · Imagery pipeline</title>
+<link rel="icon" href="data:,">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <link rel="stylesheet" href="/static/leaflet/leaflet.css">
 <link rel="stylesheet" href="/static/viewer.css"></head>
@@ -69,7 +74,8 @@ def _safe_next(target: str) -> str:
 @router.get("/login", response_class=HTMLResponse, include_in_schema=True)
 def login_form(next: str = "/") -> HTMLResponse:
     """The sign-in form."""
-    return HTMLResponse(_LOGIN.format(next=html.escape(_safe_next(next)), error=""))
+    return HTMLResponse(_LOGIN.format(next=html.escape(_safe_next(next)), error=""),
+                        headers=PAGE_HEADERS)
 
 
 @router.post("/login", response_class=HTMLResponse)
@@ -80,7 +86,7 @@ def login(token: str = Form(max_length=4096), next: str = Form("/"),
     if digest is None:
         return HTMLResponse(_LOGIN.format(next=html.escape(_safe_next(next)),
                                           error="Unknown token."),
-                            status_code=status.HTTP_401_UNAUTHORIZED)
+                            status_code=status.HTTP_401_UNAUTHORIZED, headers=PAGE_HEADERS)
     response = RedirectResponse(_safe_next(next), status_code=status.HTTP_303_SEE_OTHER)
     response.set_cookie(COOKIE, session_cookie(ctx, digest), max_age=ctx.config.session_max_age_s,
                         httponly=True, samesite="strict", path="/",

@@ -102,7 +102,8 @@ def _pixels(page, *points: tuple[float, float]) -> list[np.ndarray]:
 
 def _loaded_tiles(page, batch_id: str) -> int:
     return page.evaluate("""(id) => Array.from(document.querySelectorAll('img.leaflet-tile'))
-        .filter(img => img.complete && img.naturalWidth === 256 && img.src.includes('/tiles/' + id + '/'))
+        .filter(img => img.complete && img.naturalWidth === 256
+                && img.src.includes('/tiles/' + id + '/'))
         .length""", batch_id)
 
 

@@ -47,7 +47,8 @@ async def put_object(bucket: str, key: str, request: Request,
                      ctx: ApiContext = Depends(api_context)) -> Response:
     store = _local(ctx)
     if bucket != ctx.config.imagery_bucket:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="uploads go to the imagery bucket only")
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            detail="uploads go to the imagery bucket only")
     _verify(store, "PUT", bucket, key, request)
     size = int(request.query_params.get("size", "-1"))
     if size < 0:

@@ -113,7 +113,8 @@ def map_page(batch_id: str, request: Request, ctx: ApiContext = Depends(api_cont
     if read_summary(ctx, batch_id) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND,
                             detail=f"batch {batch_id!r} has no report (yet); nothing to map")
-    page = _MAP.format(batch=html.escape(batch_id), basemap=html.escape(ctx.config.basemap_url or ""))
+    page = _MAP.format(batch=html.escape(batch_id),
+                       basemap=html.escape(ctx.config.basemap_url or ""))
     return HTMLResponse(page, headers={"Content-Security-Policy": _csp(ctx),
                                        "X-Content-Type-Options": "nosniff"})
 

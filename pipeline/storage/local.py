@@ -251,7 +251,7 @@ class LocalObjectStore(ObjectStore):
 
     def signed_path(self, method: str, bucket: str, key: str, *, expires_s: int,
                     size: int | None = None, now: float | None = None) -> str:
-        """`store/<bucket>/<key>?...`: the relative URL of a GET or PUT allowed until now + expires_s.
+        """`store/<bucket>/<key>?...`: relative URL of a GET or PUT allowed until now + expires_s.
 
         A PUT's `size` (bytes) is part of the signature; the server refuses any other length.
         """

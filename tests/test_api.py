@@ -394,3 +394,64 @@ def test_api__openapi_documents_every_route(empty):
         assert route in paths, route
     schema = paths["/imagery"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert schema["$ref"].endswith("ImageryCreate")
+
+
+def _write_cog(path, data, *, nodata, colormap=None) -> None:
+    from rasterio.transform import from_origin
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    profile = {"driver": "COG", "width": data.shape[1], "height": data.shape[0], "count": 1,
+               "dtype": data.dtype.name, "crs": "EPSG:32633", "nodata": nodata,
+               "transform": from_origin(500_000.0, 5_300_000.0, 0.5, 0.5)}
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data, 1)
+        if colormap:
+            dst.write_colormap(1, colormap)
+
+
+def test_api__change_and_zone_layers_render_their_values_exactly(empty):
+    """Synthetic layers: a constant change of +0.25 in the west half (NaN in the east), and
+    management-zone classes 1 (north) and 2 (south) with their own colour table."""
+    from pipeline.api.layers import CHANGE_SCALE
+
+    c, _, root = empty
+    change = np.full((256, 256), np.nan, dtype=np.float32)
+    change[:, :128] = 0.25
+    zones = np.ones((256, 256), dtype=np.uint8)
+    zones[128:] = 2
+    colours = {0: (0, 0, 0, 0), 1: (200, 30, 30, 255), 2: (30, 200, 30, 255)}
+    heatmaps = root / "analysis-heatmaps" / "synthetic-1"
+    _write_cog(heatmaps / "change_ndvi.tif", change, nodata=float("nan"))
+    _write_cog(heatmaps / "management_zones.tif", zones, nodata=0, colormap=colours)
+    (root / "reports" / "synthetic-1").mkdir(parents=True)
+    (root / "reports" / "synthetic-1" / "summary.json").write_text(json.dumps({"indices": {}}))
+
+    to_utm = Transformer.from_crs("EPSG:4326", "EPSG:32633", always_xy=True)
+    lon, lat = Transformer.from_crs("EPSG:32633", "EPSG:4326", always_xy=True).transform(
+        500_064.0, 5_299_936.0)
+    z = 19
+    x, y = tile_of(lon, lat, z)
+    expected_change = palette(CHANGE_SCALE)[palette_index(np.array([0.25]), CHANGE_SCALE)[0]]
+    tiles = {layer: _png(c.get(f"/tiles/synthetic-1/{layer}/{z}/{x}/{y}.png", headers=AUTH))
+             for layer in ("change_ndvi", "management_zones")}
+    seen = {"west": 0, "east": 0, 1: 0, 2: 0}
+    for py in range(4, 256, 12):
+        for px in range(4, 256, 12):
+            e, n = to_utm.transform(*tile_pixel_lonlat(z, x, y, px + 0.5, py + 0.5))
+            col, row = (e - 500_000.0) / 0.5, (5_300_000.0 - n) / 0.5
+            inside = 2 < col < 254 and 2 < row < 254
+            if not inside or abs(col - 128) < 2 or abs(row - 128) < 2:
+                continue  # near an edge, resampling may blend
+            if col < 128:
+                assert (tiles["change_ndvi"][py, px] == expected_change).all()
+                seen["west"] += 1
+            else:
+                assert tiles["change_ndvi"][py, px, 3] == 0
+                seen["east"] += 1
+            cls = 1 if row < 128 else 2
+            assert tuple(tiles["management_zones"][py, px]) == colours[cls]
+            seen[cls] += 1
+    assert min(seen.values()) > 3, seen
+    data = c.get("/map/synthetic-1/data.json", headers=AUTH).json()
+    assert [l["name"] for l in data["layers"]] == ["change_ndvi", "management_zones"]
+    assert data["layers"][0]["scale"] == {"ramp": "RdBu", "vmin": -0.5, "vmax": 0.5}

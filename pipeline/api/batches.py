@@ -15,6 +15,7 @@ from typing import Any
 from pipeline.api.schemas import BatchState, RunOut
 from pipeline.cli.status import MANIFEST_ETAG_TAG, PARTITION_TAG, _failure_reason
 from pipeline.core.manifest import MANIFEST_NAME
+from pipeline.core.outputs import batch_key, object_name
 from pipeline.storage import ObjectStore
 
 RUN_LIMIT = 100
@@ -64,7 +65,8 @@ def batch_state(*, store: ObjectStore, instance: Any | None, imagery_bucket: str
     current = [(run, tags) for run, tags in runs
                if tags.get(MANIFEST_ETAG_TAG) in (None, manifest.etag)]
     if not current:
-        if instance is None and store.head(report_bucket, f"{batch_id}/summary.json") is not None:
+        summary = batch_key(batch_id, object_name("summary.json"))
+        if instance is None and store.head(report_bucket, summary) is not None:
             return BatchState(batch_id=batch_id, state="succeeded", runs=listed)
         return BatchState(batch_id=batch_id, state="queued", runs=listed)
     run = current[0][0]

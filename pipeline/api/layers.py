@@ -14,6 +14,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from pipeline.core.outputs import batch_key, lookup, object_name
 from pipeline.core.registry import INDICES, THERMAL_SCALE, Scale
 
 CHANGE_SCALE = Scale("RdBu", -0.5, 0.5)  # DESIGN.md §3.3
@@ -70,6 +71,11 @@ def palette_index(values: np.ndarray, scale: Scale) -> np.ndarray:
     return np.where(valid, p, 0)
 
 
+# Map layer <-> the float (or class) COG it is drawn from, by catalogue entry.
+_THERMAL, _ZONES, _CHANGE, _INDEX = ("thermal_c.tif", "management_zones.tif", "change_{index}.tif",
+                                     "{index}.tif")
+
+
 def layer_for(name: str, batch_id: str, summary: dict | None) -> Layer | None:
     """The layer `name` of a batch (whether its COG exists is the caller's question)."""
     indices = (summary or {}).get("indices") or {}
@@ -83,34 +89,49 @@ def layer_for(name: str, batch_id: str, summary: dict | None) -> Layer | None:
     def title(index: str) -> str:
         return INDICES[index].title if index in INDICES else index.upper()
 
+    def key(template: str, index: str | None = None) -> str | None:
+        try:
+            return batch_key(batch_id, object_name(template, index))
+        except ValueError:  # not an index name: no such layer
+            return None
+
     if name == "thermal":
-        return Layer(name, f"{batch_id}/thermal_c.tif", "Thermal", "°C", THERMAL_SCALE)
+        return Layer(name, key(_THERMAL), "Thermal", "°C", THERMAL_SCALE)
     if name == ZONES_LAYER:
-        return Layer(name, f"{batch_id}/management_zones.tif", "Management zones", "class", None)
+        return Layer(name, key(_ZONES), "Management zones", "class", None)
     if name.startswith("change_"):
         base = name.removeprefix("change_")
-        if index_scale(base) is None:
+        if index_scale(base) is None or key(_CHANGE, base) is None:
             return None
-        return Layer(name, f"{batch_id}/{name}.tif", f"Change of {title(base)}", "Δ", CHANGE_SCALE)
+        return Layer(name, key(_CHANGE, base), f"Change of {title(base)}", "Δ", CHANGE_SCALE)
     scale = index_scale(name)
-    if scale is None:
+    if scale is None or key(_INDEX, name) is None:
         return None
-    return Layer(name, f"{batch_id}/{name}.tif", title(name), "", scale)
+    return Layer(name, key(_INDEX, name), title(name), "", scale)
+
+
+def layer_name(object_name_: str) -> str | None:
+    """The map layer drawn from the batch object `object_name_`, or None when it is none."""
+    found = lookup(object_name_)
+    if found is None:
+        return None
+    entry, index = found
+    return {_THERMAL: "thermal", _ZONES: ZONES_LAYER}.get(entry.template) or (
+        f"change_{index}" if entry.template == _CHANGE else
+        index if entry.template == _INDEX else None)
 
 
 def batch_layers(keys: list[str], batch_id: str, summary: dict | None) -> list[Layer]:
-    """The layers whose COGs are among `keys` (the batch's heatmap objects), indices first."""
+    """The layers whose COGs are among `keys` (the batch's heatmap objects): indices (NDVI
+    first), change, thermal, management zones."""
     present = set(keys)
-    names = []
-    for key in keys:
-        stem = key[len(batch_id) + 1:]
-        if "/" in stem or not stem.endswith(".tif") or stem.endswith("_heatmap.tif"):
-            continue
-        stem = stem.removesuffix(".tif")
-        names.append("thermal" if stem == "thermal_c" else stem)
+    names = [n for key in keys if (n := layer_name(key[len(batch_id) + 1:])) is not None]
     layers = [layer for n in names if (layer := layer_for(n, batch_id, summary)) is not None
               and layer.key in present]
-    order = {"": 0, "change": 1, "thermal": 2, ZONES_LAYER: 3}
-    return sorted(layers, key=lambda l: (order.get(l.name if l.name in order else
-                                                    ("change" if l.name.startswith("change_")
-                                                     else ""), 0), l.name != "ndvi", l.name))
+
+    def order(layer: Layer) -> tuple:
+        group = (3 if layer.name == ZONES_LAYER else 2 if layer.name == "thermal"
+                 else 1 if layer.name.startswith("change_") else 0)
+        return group, layer.name != "ndvi", layer.name
+
+    return sorted(layers, key=order)

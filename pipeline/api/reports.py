@@ -11,11 +11,12 @@ from pipeline.api.auth import require_auth
 from pipeline.api.context import REPORT_URL_EXPIRES_S, ApiContext, api_context
 from pipeline.api.imagery import checked_batch_id
 from pipeline.api.schemas import ErrorOut, ReportOut
+from pipeline.core.outputs import Kind, batch_key, lookup, object_name
 from pipeline.storage import LocalObjectStore, ObjectStoreError
 
 router = APIRouter(dependencies=[Depends(require_auth)], tags=["reports"],
                    responses={401: {"model": ErrorOut}, 422: {"model": ErrorOut}})
-LINKED_SUFFIXES = (".tif", ".png")
+LINKED_KINDS = (Kind.FLOAT_COG, Kind.PALETTE_COG, Kind.PNG)
 
 
 def download_url(ctx: ApiContext, request: Request, bucket: str, key: str) -> str:
@@ -29,7 +30,7 @@ def download_url(ctx: ApiContext, request: Request, bucket: str, key: str) -> st
 def read_summary(ctx: ApiContext, batch_id: str) -> dict | None:
     try:
         return json.loads(ctx.store.get_bytes(ctx.config.report_bucket,
-                                              f"{batch_id}/summary.json"))
+                                              batch_key(batch_id, object_name("summary.json"))))
     except ObjectStoreError:
         return None
 
@@ -45,10 +46,12 @@ def get_report(request: Request, batch_id: str = Depends(checked_batch_id),
                                    f"GET /imagery/{batch_id}")
     reports, heatmaps = ctx.config.report_bucket, ctx.config.heatmap_bucket
     links = {}
-    if ctx.store.head(reports, f"{batch_id}/report.pdf") is not None:
-        links["report.pdf"] = download_url(ctx, request, reports, f"{batch_id}/report.pdf")
+    pdf = object_name("report.pdf")
+    if ctx.store.head(reports, batch_key(batch_id, pdf)) is not None:
+        links[pdf] = download_url(ctx, request, reports, batch_key(batch_id, pdf))
     for info in ctx.store.list_objects(heatmaps, prefix=f"{batch_id}/"):
         name = info.key[len(batch_id) + 1:]
-        if name.endswith(LINKED_SUFFIXES):
+        found = lookup(name)
+        if found is not None and found[0].kind in LINKED_KINDS:
             links[name] = download_url(ctx, request, heatmaps, info.key)
     return ReportOut(summary=summary, links=links)

@@ -55,6 +55,8 @@ class ApiContext:
     instance: Any | None = None  # a dagster.DagsterInstance, or None: states from the store only
     # Per process: signs the sign-in cookies (a restart signs everyone out).
     session_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    # (batch_id, layer) -> (monotonic expiry, Layer): tiles skip the summary and HEAD requests
+    tile_layers: dict = field(default_factory=dict)
 
 
 def api_context(request: Request) -> ApiContext:

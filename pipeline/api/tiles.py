@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import math
+import time
 from functools import lru_cache
 
 import numpy as np
@@ -33,6 +34,10 @@ from pipeline.storage import ObjectStore
 TILE = 256
 HALF_WORLD = 20037508.342789244  # EPSG:3857 half extent, metres
 MAX_ZOOM = 24
+# A found layer is remembered this long, so a map view's dozens of tiles cost one summary read and
+# one HEAD, not one per tile; a reprocessed batch shows its new scale after at most this delay.
+LAYER_CACHE_S = 30.0
+LAYER_CACHE_SIZE = 1024
 
 router = APIRouter(dependencies=[Depends(require_auth)], tags=["tiles"],
                    responses={401: {"model": ErrorOut}, 404: {"model": ErrorOut},
@@ -117,14 +122,22 @@ def get_tile(layer: str, batch_id: str = Depends(checked_batch_id),
     if x >= 1 << z or y >= 1 << z:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             detail=f"`x`/`y`: tile {x}/{y} does not exist at zoom {z}")
-    summary = read_summary(ctx, batch_id)
-    found = layer_for(layer, batch_id, summary)
     bucket = ctx.config.heatmap_bucket
-    if found is None or ctx.store.head(bucket, found.key) is None:
-        if summary is None and next(iter(ctx.store.list_objects(bucket, prefix=f"{batch_id}/")),
-                                    None) is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"unknown batch {batch_id!r}")
-        raise HTTPException(status.HTTP_404_NOT_FOUND,
-                            detail=f"batch {batch_id!r} has no layer {layer!r}")
+    cached = ctx.tile_layers.get((batch_id, layer))
+    if cached is not None and cached[0] > time.monotonic():
+        found = cached[1]
+    else:
+        summary = read_summary(ctx, batch_id)
+        found = layer_for(layer, batch_id, summary)
+        if found is None or ctx.store.head(bucket, found.key) is None:
+            if summary is None and next(iter(ctx.store.list_objects(
+                    bucket, prefix=f"{batch_id}/")), None) is None:
+                raise HTTPException(status.HTTP_404_NOT_FOUND,
+                                    detail=f"unknown batch {batch_id!r}")
+            raise HTTPException(status.HTTP_404_NOT_FOUND,
+                                detail=f"batch {batch_id!r} has no layer {layer!r}")
+        if len(ctx.tile_layers) > LAYER_CACHE_SIZE:
+            ctx.tile_layers.clear()
+        ctx.tile_layers[(batch_id, layer)] = (time.monotonic() + LAYER_CACHE_S, found)
     png = render_tile(store=ctx.store, bucket=bucket, layer=found, z=z, x=x, y=y)
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=300"})

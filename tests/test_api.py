@@ -381,6 +381,7 @@ def test_api__errors_are_json_without_a_stack_trace(client, processed, tmp_path)
         summary.write_bytes(saved)
     assert response.status_code == 500
     assert response.json() == {"detail": "internal error; the server log has the details"}
+    assert 'route="/reports/{batch_id}",status="500"' in client.get("/metrics", headers=AUTH).text
     assert client.get("/nowhere", headers=AUTH).json() == {"detail": "Not Found"}
 
 

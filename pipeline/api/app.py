@@ -99,11 +99,15 @@ def create_app(*, config: ApiConfig, store: ObjectStore, instance: Any | None = 
 
     @app.middleware("http")
     async def count_requests(request: Request, call_next):
-        response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", None) or "(unmatched)"
-        requests.labels(template, request.method, str(response.status_code)).inc()
-        return response
+        status_code = 500  # an exception no handler answered becomes a 500 outside
+        try:
+            response = await call_next(request)
+            status_code = response.status_code
+            return response
+        finally:
+            route = request.scope.get("route")
+            template = getattr(route, "path", None) or "(unmatched)"
+            requests.labels(template, request.method, str(status_code)).inc()
 
     app.add_middleware(BodyLimit, limit=config.max_body_bytes, exempt=("/store/",))
 

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
-import pytest
 
 from pipeline.api import ApiConfig, create_app
 from pipeline.storage import LocalObjectStore
@@ -29,8 +28,8 @@ class World:
     refused: str = REFUSED_BATCH
 
 
-@pytest.fixture(scope="session")
-def processed(tmp_path_factory) -> World:
+def process_world(tmp_path_factory) -> World:
+    """The `processed` fixture of conftest.py: one per session, shared by the API test modules."""
     root = tmp_path_factory.mktemp("api_world")
     out = process_batches(root)
     assert out["demo"]["success"], out

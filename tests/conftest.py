@@ -24,3 +24,12 @@ def seaweed_buckets(seaweed) -> dict[str, str]:
 def moto() -> S3Server:
     with moto_server() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def processed(tmp_path_factory):
+    """The demo batch processed and one batch refused, on the embedded default
+    (tests/api_world.py); built once per session for every API test module."""
+    from tests.api_world import process_world
+
+    return process_world(tmp_path_factory)

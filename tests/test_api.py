@@ -18,9 +18,8 @@ from pipeline.api.layers import palette, palette_index
 from pipeline.core.registry import INDICES
 from pipeline.storage import LocalObjectStore
 from tests.api_world import (AUTH, DIGEST, TOKEN, local_store, make_app, open_instance,
-                             processed, tile_of, tile_pixel_lonlat)
+                             tile_of, tile_pixel_lonlat)
 
-__all__ = ["processed"]  # the session fixture
 
 
 @pytest.fixture

@@ -20,11 +20,10 @@ import pytest
 import rasterio
 import uvicorn
 
-from tests.api_world import TOKEN, make_app, processed
+from tests.api_world import TOKEN, make_app
 from tests.servers import free_port
 from tests.test_browser import ARTIFACTS, CHROMIUM, chromium_page
 
-__all__ = ["processed"]
 pytestmark = pytest.mark.slow
 PREVIOUS = "demo-farm-2026-05-30"
 

@@ -15,10 +15,9 @@ from fastapi.testclient import TestClient
 
 from pipeline.sample import write_sample_batch
 from pipeline.storage import S3ObjectStore
-from tests.api_world import AUTH, make_app, processed, tile_of
+from tests.api_world import AUTH, make_app, tile_of
 from tests.pg import dagster_home, temporary_database
 
-__all__ = ["processed"]
 pytestmark = pytest.mark.slow
 
 

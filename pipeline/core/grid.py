@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 from affine import Affine
@@ -22,9 +21,7 @@ from shapely.ops import unary_union
 
 from pipeline.core.errors import MissingCRS, NoOverlap, RasterTooLarge
 from pipeline.core.manifest import OPTICAL_BANDS
-
-if TYPE_CHECKING:
-    from pipeline.core.mosaic import HeaderInfo, ImageSource
+from pipeline.core.sources import HeaderInfo, ImageSource, open_header
 
 DEFAULT_MAX_PIXELS = 2_000_000_000
 _SNAP_EPS = 1e-6  # in pixels: bounds within this of a pixel edge are treated as on it
@@ -161,8 +158,6 @@ def batch_grid(
     declared size, before anything is allocated) and NoOverlap (an image that does not touch the
     union of the others).
     """
-    from pipeline.core.mosaic import open_header  # mosaic imports Grid; headers live there
-
     chosen = [s for s in sources if not s.bands or any(b in bands for b in s.bands)]
     if not chosen:
         raise ValueError(f"no image carries any of the bands {', '.join(bands)}")

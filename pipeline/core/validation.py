@@ -20,7 +20,7 @@ from pipeline.core.errors import (
 )
 from pipeline.core.grid import Grid, batch_grid
 from pipeline.core.manifest import IGNORED_BANDS, OPTICAL_BANDS, Manifest
-from pipeline.core.mosaic import HeaderInfo, ImageSource, open_header
+from pipeline.core.sources import HeaderInfo, ImageSource, open_header
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 DEFAULT_MAX_PIXELS = 2_000_000_000

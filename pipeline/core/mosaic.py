@@ -5,10 +5,15 @@ in manifest order wins. Each band is a dask array whose blocks each open the til
 them (inside `rasterio.Env(**gdal_options)`) and read only their window, so nothing is loaded whole
 and a `distributed` worker reads the inputs itself (tasks carry paths and plain data only).
 
-Alignment: a tile in the grid's CRS with the grid's resolution and a whole-pixel offset is read
-directly (equivalent to nearest neighbour, values untouched). Any other tile (other CRS, other
-resolution, sub-pixel shift, rotation) is read through a `WarpedVRT` onto the grid with BILINEAR
-resampling (smooth reflectance, nodata and alpha excluded from the kernel by GDAL).
+Alignment: a tile in the grid's CRS whose pixel centres coincide with the grid's (same resolution,
+whole-pixel offset, north-up or rotated by a multiple of 90° or flipped) is read directly and its
+values put in place by index (DESIGN.md §2: no resampling blur). Any other tile (other CRS, other
+resolution, sub-pixel shift, other rotation) is read through a `WarpedVRT` onto the grid with
+BILINEAR resampling (smooth reflectance, nodata and alpha excluded from the kernel by GDAL); at the
+grid's own resolution with the warper's scale fixed at 1, so the kernel stays 2 × 2 source pixels.
+
+Reflectance: DN × reflectance_scale; a value that is not finite or lies outside [-1, 10] (an
+undeclared float nodata sentinel such as -3.4e38 or -9999) is nodata (`REFLECTANCE_RANGE`).
 
 Nodata: the file's nodata value, an `alpha` band (alpha 0 → NaN in all bands of that image), or NaN.
 """
@@ -25,7 +30,9 @@ import rasterio
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from affine import Affine
+from dask import delayed
 from dask.base import tokenize
+from dask.delayed import Delayed
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
@@ -43,7 +50,8 @@ from pipeline.core.sources import (  # re-exported: callers import them from her
     open_header,
 )
 
-__all__ = ["HeaderInfo", "ImageSource", "Mosaic", "WindowReader", "mosaic", "open_header"]
+__all__ = ["REFLECTANCE_RANGE", "HeaderInfo", "ImageSource", "Mosaic", "WindowReader",
+           "count_out_of_range", "mosaic", "open_header"]
 
 _F32 = np.float32
 
@@ -77,26 +85,68 @@ class _Tile:
     alpha: int | None  # 1-based alpha band of the same image
     nodata: float | None
     scale: float
-    offset: tuple[int, int] | None  # (row, col) of the tile origin in grid pixels when aligned
+    # When the tile's pixel centres coincide with the grid's (same CRS and resolution, whole-pixel
+    # offset, any multiple of 90° rotation or flip): the integer affine (a, b, c, d, e, f) taking a
+    # grid pixel (col, row) to the tile pixel (a·col + b·row + c, d·col + e·row + f) it holds.
+    placement: tuple[int, int, int, int, int, int] | None
     footprint: tuple[int, int, int, int]  # grid pixel rows [r0, r1) and cols [c0, c1) it may cover
+    warp_options: tuple[tuple[str, str], ...] = ()  # extra GDAL warp options when warped
+    valid_range: tuple[float, float] | None = None  # scaled values outside it are nodata
 
 
-def _aligned_offset(header: HeaderInfo, grid: Grid) -> tuple[int, int] | None:
-    t, g = header.transform, grid.transform
-    if CRS.from_user_input(header.crs) != grid.crs or t.b != 0 or t.d != 0:
+REFLECTANCE_RANGE = (-1.0, 10.0)  # DESIGN.md §2: reflectance outside it (or not finite) is nodata
+
+
+def _scaled(values: np.ndarray, tile: _Tile) -> np.ndarray:
+    """values × the tile's scale, NaN where the result is not finite or outside its valid range."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = values * _F32(tile.scale)
+        if tile.valid_range is not None:
+            lo, hi = tile.valid_range
+            out[~((out >= lo) & (out <= hi))] = np.nan
+    return out
+
+
+_ON_GRID_EPS = 1e-6  # in pixels
+
+
+def _placement(header: HeaderInfo, grid: Grid) -> tuple[int, int, int, int, int, int] | None:
+    """The integer map from grid pixels to the tile's pixels, or None when the tile's pixel
+    centres do not coincide with the grid's (then it is warped)."""
+    if CRS.from_user_input(header.crs) != grid.crs:
         return None
-    if not (np.isclose(t.a, g.a, rtol=1e-9, atol=0) and np.isclose(t.e, g.e, rtol=1e-9, atol=0)):
+    m = ~header.transform @ grid.transform  # grid pixel corner -> tile pixel corner
+    coefficients = (m.a, m.b, m.d, m.e)
+    if any(abs(v - round(v)) > _ON_GRID_EPS for v in (*coefficients, m.c, m.f)):
         return None
-    col, row = (t.c - g.c) / g.a, (t.f - g.f) / g.e
-    if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
-        return None
-    return int(round(row)), int(round(col))
+    a, b, d, e = (int(round(v)) for v in coefficients)
+    if sorted(map(abs, (a, b, d, e))) != [0, 0, 1, 1] or abs(a) == abs(b):
+        return None  # not a signed permutation: another resolution or a shear
+    # a grid pixel's centre (col + ½, row + ½) lands on the tile pixel centre floor(·) + ½
+    c = int(round(m.c)) + min(a, 0) + min(b, 0)
+    f = int(round(m.f)) + min(d, 0) + min(e, 0)
+    return (a, b, c, d, e, f)
 
 
-def _footprint(header: HeaderInfo, grid: Grid, offset: tuple[int, int] | None):
-    if offset is not None:
-        r, c = offset
-        return (r, r + header.height, c, c + header.width)
+def _same_resolution(header: HeaderInfo, grid: Grid) -> bool:
+    """True when the tile is in the grid's CRS at its resolution, whatever its rotation."""
+    if CRS.from_user_input(header.crs) != grid.crs:
+        return False
+    t = header.transform
+    sizes = sorted((float(np.hypot(t.a, t.d)), float(np.hypot(t.b, t.e))))
+    return bool(np.allclose(sizes, sorted(grid.res), rtol=1e-3, atol=0))
+
+
+def _footprint(header: HeaderInfo, grid: Grid,
+               placement: tuple[int, int, int, int, int, int] | None):
+    if placement is not None:
+        a, b, c, d, e, f = placement
+        inverse = ~Affine(a, b, c, d, e, f)  # tile pixel corner -> grid pixel corner
+        corners = [inverse @ (x, y) for x in (0, header.width) for y in (0, header.height)]
+        cols, rows = zip(*corners)
+        # the +½ of pixel centres moves the corners by at most one pixel: stay generous
+        return (int(np.floor(min(rows))) - 1, int(np.ceil(max(rows))) + 1,
+                int(np.floor(min(cols))) - 1, int(np.ceil(max(cols))) + 1)
     t = header.transform
     xs = np.array([0, header.width, 0, header.width], dtype=float)
     ys = np.array([0, 0, header.height, header.height], dtype=float)
@@ -127,7 +177,7 @@ def _band_block(tiles: tuple[_Tile, ...], grid: tuple, block_info=None) -> np.nd
         except _READ_ERRORS as exc:
             raise _read_failure(tile.name, exc) from exc
         hole = np.isnan(out)
-        out[hole] = values[hole] * _F32(tile.scale)
+        out[hole] = _scaled(values, tile)[hole]
         if not np.isnan(out).any():
             break
     return out
@@ -172,7 +222,7 @@ class WindowReader:
                 if tile_values is None:
                     continue
                 hole = np.isnan(block)
-                block[hole] = tile_values[hole] * _F32(tile.scale)
+                block[hole] = _scaled(tile_values, tile)[hole]
                 if not np.isnan(block).any():
                     break
             out[band] = block
@@ -190,28 +240,52 @@ def _read_tile_bands(tiles: tuple[_Tile, ...], grid: tuple, rows: tuple[int, int
     with rasterio.Env(**dict(first.gdal_options)), warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with rasterio.open(first.path) as ds:
-            if first.offset is not None:
-                ro, co = first.offset
-                sr0, sr1 = max(r0 - ro, 0), min(r1 - ro, ds.height)
-                sc0, sc1 = max(c0 - co, 0), min(c1 - co, ds.width)
-                if sr0 >= sr1 or sc0 >= sc1:
-                    return empty
-                window = Window(sc0, sr0, sc1 - sc0, sr1 - sr0)
-                data = ds.read(indexes, window=window).astype(_F32)
-                if first.nodata is not None:
-                    data[data == _F32(first.nodata)] = np.nan
-                if first.alpha is not None:
-                    data[:, ds.read(first.alpha, window=window) == 0] = np.nan
-                for out, band in zip(empty, data, strict=True):
-                    out[sr0 + ro - r0:sr1 + ro - r0, sc0 + co - c0:sc1 + co - c0] = band
-                return empty
+            if first.placement is not None:
+                return _read_placed(ds, tiles, rows, cols, empty)
             crs_wkt, transform, width, height = grid
             with WarpedVRT(ds, crs=CRS.from_wkt(crs_wkt), transform=Affine(*transform),
                            width=width, height=height, resampling=Resampling.bilinear,
                            src_nodata=first.nodata, nodata=np.nan, dtype="float32",
-                           src_alpha=first.alpha or 0) as vrt:
+                           src_alpha=first.alpha or 0, **dict(first.warp_options)) as vrt:
                 data = vrt.read(indexes, window=Window(c0, r0, c1 - c0, r1 - r0)).astype(_F32)
                 return list(data)
+
+
+def _read_placed(ds, tiles: tuple[_Tile, ...], rows: tuple[int, int], cols: tuple[int, int],
+                 out: list[np.ndarray]) -> list[np.ndarray]:
+    """Pixels of a tile whose centres are on the grid, copied without resampling.
+
+    The grid window's pixels map to a rectangle of tile pixels; that rectangle is read in one call
+    and its values are put in place by a slice (north-up, the common case) or by an index gather
+    (rotated by a multiple of 90° or flipped).
+    """
+    (r0, r1), (c0, c1) = rows, cols
+    first = tiles[0]
+    a, b, c, d, e, f = first.placement
+    gr, gc = np.arange(r0, r1)[:, None], np.arange(c0, c1)[None, :]
+    tc = a * gc + b * gr + c  # tile column of each grid pixel (broadcast to the window)
+    tr = d * gc + e * gr + f
+    tc, tr = np.broadcast_to(tc, (r1 - r0, c1 - c0)), np.broadcast_to(tr, (r1 - r0, c1 - c0))
+    inside = (tc >= 0) & (tc < ds.width) & (tr >= 0) & (tr < ds.height)
+    if not inside.any():
+        return out
+    tc0, tc1 = int(tc[inside].min()), int(tc[inside].max()) + 1
+    tr0, tr1 = int(tr[inside].min()), int(tr[inside].max()) + 1
+    window = Window(tc0, tr0, tc1 - tc0, tr1 - tr0)
+    data = ds.read([t.band for t in tiles], window=window).astype(_F32)
+    if first.nodata is not None:
+        data[data == _F32(first.nodata)] = np.nan
+    if first.alpha is not None:
+        data[:, ds.read(first.alpha, window=window) == 0] = np.nan
+    if (a, b, d, e) == (1, 0, 0, 1):  # north-up: a slice
+        sr, sc = tr0 - f - r0, tc0 - c - c0  # window origin in the block
+        for block, band in zip(out, data, strict=True):
+            block[sr:sr + band.shape[0], sc:sc + band.shape[1]] = band
+        return out
+    rr, cc = tr[inside] - tr0, tc[inside] - tc0
+    for block, band in zip(out, data, strict=True):
+        block[inside] = band[rr, cc]
+    return out
 
 
 def _band_array(tiles: Sequence[_Tile], *, grid: Grid, chunks: int, name: str) -> xr.DataArray:
@@ -230,19 +304,26 @@ def _band_array(tiles: Sequence[_Tile], *, grid: Grid, chunks: int, name: str) -
 
 
 def _tiles(sources: Sequence[ImageSource], band: str, headers: Mapping[str, HeaderInfo],
-           grid: Grid, scale: float) -> list[_Tile]:
+           grid: Grid, scale: float,
+           valid_range: tuple[float, float] | None = REFLECTANCE_RANGE) -> list[_Tile]:
     tiles = []
     for source in sources:
         header = headers[source.name]
         alpha = source.bands.index("alpha") + 1 if "alpha" in source.bands else None
-        offset = _aligned_offset(header, grid)
+        placement = _placement(header, grid)
+        # GDAL's warper widens its kernel by the scale it derives along the grid's axes, which is
+        # wrong for a rotated source (√2 at 45°): a tile at the grid's resolution is warped at
+        # scale 1, so BILINEAR blends the 2 × 2 nearest source pixels and nothing wider.
+        warp = (("XSCALE", "1"), ("YSCALE", "1")) if placement is None and \
+            _same_resolution(header, grid) else ()
         for index, name in enumerate(source.bands):
             if name == band:
                 tiles.append(_Tile(
                     name=source.name, path=source.path,
                     gdal_options=tuple(sorted(dict(source.gdal_options).items())),
                     band=index + 1, alpha=alpha, nodata=header.nodata, scale=float(scale),
-                    offset=offset, footprint=_footprint(header, grid, offset),
+                    placement=placement, footprint=_footprint(header, grid, placement),
+                    warp_options=warp, valid_range=valid_range,
                 ))
     return tiles
 
@@ -275,7 +356,67 @@ def mosaic(
     thermal_grid = thermal_dn = None
     if thermal:
         thermal_grid = batch_grid(thermal, bands=("thermal",), max_pixels=max_pixels)
-        thermal_dn = _band_array(_tiles(thermal, "thermal", headers, thermal_grid, 1.0),
+        thermal_dn = _band_array(_tiles(thermal, "thermal", headers, thermal_grid, 1.0, None),
                                  grid=thermal_grid, chunks=chunks, name="thermal_dn")
     return Mosaic(grid=grid, bands=bands, thermal_dn=thermal_dn, thermal_grid=thermal_grid,
                   tiles=band_tiles)
+
+
+def _may_leave_range(dtype: str, scale: float) -> bool:
+    """False when every value of `dtype` × `scale` lies within REFLECTANCE_RANGE (then nothing
+    of the file can be masked by range and its pixels need not be read to count)."""
+    kind = np.dtype(dtype)
+    if kind.kind == "f":
+        return True
+    info = np.iinfo(kind)
+    lo, hi = sorted((info.min * scale, info.max * scale))
+    return lo < REFLECTANCE_RANGE[0] or hi > REFLECTANCE_RANGE[1]
+
+
+def _count_window(path: str, gdal_options: tuple[tuple[str, str], ...], bands: tuple[int, ...],
+                  alpha: int | None, nodata: float | None, scale: float,
+                  window: tuple[int, int, int, int]) -> int:
+    col, row, width, height = window
+    with rasterio.Env(**dict(gdal_options)), warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path) as ds:
+            w = Window(col, row, width, height)
+            data = ds.read(list(bands), window=w)
+            keep = ~np.isnan(data) if data.dtype.kind == "f" else np.ones(data.shape, bool)
+            if nodata is not None:
+                keep &= data != np.asarray(nodata).astype(data.dtype)
+            if alpha is not None:
+                keep &= (ds.read(alpha, window=w) != 0)[np.newaxis]
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled = data.astype(np.float64) * scale
+        bad = ~((scaled >= REFLECTANCE_RANGE[0]) & (scaled <= REFLECTANCE_RANGE[1]))
+    return int(np.count_nonzero(bad & keep))
+
+
+def count_out_of_range(*, sources: Sequence[ImageSource], reflectance_scale: float,
+                       chunks: int = 2048) -> Delayed:
+    """Lazily, per file: how many optical band values the reflectance range masks.
+
+    A value counts when it is not the file's nodata, not under alpha 0 and not NaN, but its
+    reflectance (DN × `reflectance_scale`) is ±inf or outside REFLECTANCE_RANGE. Files whose
+    pixel type cannot leave the range at this scale (uint16 × 0.0001 reaches 6.55) are not read
+    and count 0; the others (float images, above all) are read once more, window by window,
+    which is the cost of naming the count per file. Returns a delayed {file name: count}.
+    """
+    counts: dict[str, Delayed | int] = {}
+    for source in sources:
+        header = open_header(source)
+        bands = tuple(i + 1 for i, b in enumerate(source.bands) if b in OPTICAL_BANDS)
+        if not bands:
+            continue
+        if not any(_may_leave_range(header.dtypes[i - 1], reflectance_scale) for i in bands):
+            counts[source.name] = 0
+            continue
+        alpha = source.bands.index("alpha") + 1 if "alpha" in source.bands else None
+        options = tuple(sorted(dict(source.gdal_options).items()))
+        parts = [delayed(_count_window, pure=True)(
+            source.path, options, bands, alpha, header.nodata, float(reflectance_scale),
+            (c, r, min(chunks, header.width - c), min(chunks, header.height - r)))
+            for r in range(0, header.height, chunks) for c in range(0, header.width, chunks)]
+        counts[source.name] = delayed(sum, pure=True)(parts)
+    return delayed(dict, pure=True)(counts)

@@ -1,0 +1,144 @@
+"""Edge inputs of DESIGN.md §2 (issue 13): rotated and flipped tiles, float nodata sentinels.
+
+Each test builds its own tiny batch; expectations are analytic (exact values, or bounds that only
+the right resampling kernel can meet).
+"""
+
+from __future__ import annotations
+
+import math
+
+import dask
+import numpy as np
+import pytest
+from affine import Affine
+
+from pipeline.core.mosaic import ImageSource, count_out_of_range, mosaic
+from tests.rasters import north_up, write_raster
+
+X0, Y0 = 500_000.0, 5_000_000.0
+RES = 0.5
+
+# linear parts (p, q, s, t): x = p·col + q·row, y = s·col + t·row in pixels, y up. North-up is
+# (1, 0, 0, -1); these are it turned by 90°, 180°, 270° (counter-clockwise) and flipped.
+ORIENTATIONS = {
+    "rot90": (0, 1, 1, 0),
+    "rot180": (-1, 0, 0, 1),
+    "rot270": (0, -1, -1, 0),
+    "south_up": (1, 0, 0, 1),
+    "east_west_flip": (-1, 0, 0, -1),
+    "rot90_flipped": (0, -1, 1, 0),
+    "rot270_flipped": (0, 1, -1, 0),
+}
+
+
+def _oriented_tile(values: np.ndarray, *, linear: tuple[int, int, int, int], col0: int, row0: int,
+                   grid: Affine) -> tuple[np.ndarray, Affine]:
+    """`values` (grid orientation, upper-left grid pixel (col0, row0)) stored in a file whose
+    geotransform has the linear part `linear`, covering exactly those grid pixels."""
+    p, q, s, t = linear
+    h, w = values.shape
+    file_w, file_h = (w, h) if p else (h, w)
+    corners = [(p * c + q * r, s * c + t * r) for c in (0, file_w) for r in (0, file_h)]
+    x_origin = grid.c + col0 * RES - RES * min(x for x, _ in corners)
+    y_origin = grid.f - row0 * RES - RES * max(y for _, y in corners)
+    transform = Affine(p * RES, q * RES, x_origin, s * RES, t * RES, y_origin)
+    tc, tr = np.meshgrid(np.arange(file_w) + 0.5, np.arange(file_h) + 0.5)
+    gc, gr = ~grid @ (transform @ (tc, tr))  # each file pixel centre's grid pixel
+    return values[np.floor(gr).astype(int) - row0, np.floor(gc).astype(int) - col0], transform
+
+
+@pytest.mark.parametrize("orientation", sorted(ORIENTATIONS))
+def test_mosaic__tile_rotated_by_90_or_flipped_on_the_grid_arrives_exact(tmp_path, orientation):
+    rng = np.random.default_rng(13)
+    grid_t = north_up(left=X0, top=Y0, res=RES)
+    anchor = rng.uniform(0.05, 0.6, (2, 30, 40)).astype(np.float32)  # red, nir; defines the grid
+    write_raster(tmp_path / "anchor.tif", anchor, transform=grid_t)
+    # the turned tile covers grid rows 10..33, cols 25..114, beyond the anchor on two sides; an
+    # oblong tile, since GDAL's warper derives its kernel from oblong windows' side ratios
+    truth = rng.uniform(0.05, 0.6, (2, 24, 90)).astype(np.float32)
+    bands = [_oriented_tile(truth[i], linear=ORIENTATIONS[orientation], col0=25, row0=10,
+                            grid=grid_t) for i in (0, 1)]
+    write_raster(tmp_path / "turned.tif", np.stack([b[0] for b in bands]), transform=bands[0][1])
+    sources = [ImageSource("turned.tif", str(tmp_path / "turned.tif"), ("red", "nir")),
+               ImageSource("anchor.tif", str(tmp_path / "anchor.tif"), ("red", "nir"))]
+    m = mosaic(sources=list(reversed(sources)), reflectance_scale=1.0, chunks=13)
+    assert m.grid.transform == grid_t and m.grid.shape == (34, 115)
+    expected = np.full((2, 34, 115), np.nan, dtype=np.float32)
+    expected[:, 10:34, 25:115] = truth  # the turned tile, where the anchor has no data
+    expected[:, :30, :40] = anchor  # first valid value wins: the anchor comes first
+    red, nir = dask.compute(m.bands["red"].data, m.bands["nir"].data)
+    np.testing.assert_array_equal(red, expected[0])
+    np.testing.assert_array_equal(nir, expected[1])
+    window = m.window_reader().read((0, 34), (0, 115))  # the path the index pass reads
+    np.testing.assert_array_equal(window["nir"], expected[1])
+    # the turned tile first: its values win everywhere it covers, still untouched
+    m = mosaic(sources=sources, reflectance_scale=1.0, chunks=16)
+    red = m.bands["red"].values
+    np.testing.assert_array_equal(red[10:34, 25:115], truth[0])
+
+
+@pytest.mark.parametrize("degrees", [30, 89])
+def test_mosaic__other_rotation_at_grid_resolution_blends_only_the_nearest_2x2(tmp_path, degrees):
+    """A tile turned by another angle at the grid's resolution: BILINEAR with the warper's scale
+    at 1 blends the 2 × 2 source pixels around each grid pixel centre, so every value lies within
+    their range. Left to itself GDAL derives the scale from the source and destination windows,
+    which a rotation makes unequal, and blends a wider neighbourhood (values drift to the mean)."""
+    rng = np.random.default_rng(7)
+    write_raster(tmp_path / "anchor.tif", np.full((2, 60, 120), 0.3, np.float32),
+                 transform=north_up(left=X0, top=Y0, res=RES), nodata=None)
+    src = rng.uniform(0.05, 0.95, (200, 500)).astype(np.float32)
+    angle = math.radians(degrees)
+    turned = (Affine.translation(X0 + 15.0, Y0 - 2.0)
+              @ Affine(RES * math.cos(angle), RES * math.sin(angle), 0,
+                       RES * math.sin(angle), -RES * math.cos(angle), 0))
+    write_raster(tmp_path / "turned.tif", np.stack([src, src]), transform=turned)
+    sources = [ImageSource("anchor.tif", str(tmp_path / "anchor.tif"), ("red", "nir")),
+               ImageSource("turned.tif", str(tmp_path / "turned.tif"), ("red", "nir"))]
+    m = mosaic(sources=sources, reflectance_scale=1.0, chunks=1024)
+    x, y = m.grid.coords()
+    sc, sr = ~turned @ np.meshgrid(x, y)  # grid pixel centres in source pixels
+    i, j = np.floor(sr - 0.5).astype(int), np.floor(sc - 0.5).astype(int)  # upper-left of 2 × 2
+    inside = (i >= 0) & (i < src.shape[0] - 1) & (j >= 0) & (j < src.shape[1] - 1)
+    c0, r0 = (int(round(v)) for v in ~m.grid.transform @ (X0, Y0))
+    inside[r0:r0 + 60, c0:c0 + 120] = False  # the anchor's pixels come first
+    i, j = i[inside], j[inside]
+    near = np.stack([src[i, j], src[i + 1, j], src[i, j + 1], src[i + 1, j + 1]])
+    assert inside.sum() > 50_000
+    for values in (m.bands["red"].values,
+                   m.window_reader().read((0, m.grid.height), (0, m.grid.width))["red"]):
+        v = values[inside]
+        assert np.all((v >= near.min(axis=0) - 1e-5) & (v <= near.max(axis=0) + 1e-5))
+
+
+@pytest.mark.parametrize("sentinel", [-3.4e38, 3e38, -9999.0, np.inf])
+def test_mosaic__undeclared_float_sentinel_is_nodata_and_counted(tmp_path, sentinel):
+    red = np.full((20, 20), 0.1, np.float32)
+    nir = np.full((20, 20), 0.5, np.float32)
+    red[2:5, 3:7] = sentinel  # 12 pixels: the exporter's nodata, not declared in the file
+    nir[2:5, 3:7] = sentinel
+    nir[10, 10] = np.nan  # NaN is the usual float nodata: masked, never counted
+    write_raster(tmp_path / "float.tif", np.stack([red, nir]),
+                 transform=north_up(left=X0, top=Y0, res=RES))
+    sources = [ImageSource("float.tif", str(tmp_path / "float.tif"), ("red", "nir"))]
+    m = mosaic(sources=sources, reflectance_scale=1.0, chunks=8)
+    ndvi = ((m.bands["nir"] - m.bands["red"]) / (m.bands["nir"] + m.bands["red"])).values
+    assert np.isnan(ndvi[2:5, 3:7]).all() and np.isnan(ndvi[10, 10])
+    assert np.count_nonzero(np.isfinite(ndvi)) == 400 - 13
+    np.testing.assert_allclose(ndvi[np.isfinite(ndvi)], 0.4 / 0.6, rtol=1e-6)
+    (counts,) = dask.compute(count_out_of_range(sources=sources, reflectance_scale=1.0, chunks=8))
+    assert counts == {"float.tif": 24}  # 12 pixels × 2 bands
+
+
+def test_count_out_of_range__integers_within_range_are_not_read_and_scale_applies(tmp_path):
+    dn = np.full((2, 10, 10), 5000, np.uint16)
+    write_raster(tmp_path / "u16.tif", dn, transform=north_up(left=X0, top=Y0, res=RES))
+    ints = [ImageSource("u16.tif", str(tmp_path / "u16.tif"), ("red", "nir"))]
+    (counts,) = dask.compute(count_out_of_range(sources=ints, reflectance_scale=1e-4))
+    assert counts == {"u16.tif": 0}
+    # DN taken as reflectance (no scale given): 5000 is far outside [-1, 10], every value counts
+    (counts,) = dask.compute(count_out_of_range(sources=ints, reflectance_scale=1.0))
+    assert counts == {"u16.tif": 200}
+    assert np.isnan(mosaic(sources=ints, reflectance_scale=1.0).bands["red"].values).all()
+    np.testing.assert_allclose(mosaic(sources=ints, reflectance_scale=1e-4).bands["red"].values,
+                               0.5, rtol=1e-6)

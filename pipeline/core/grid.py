@@ -144,6 +144,63 @@ def _snap(value: float, origin: float, step: float, up: bool) -> float:
     return origin + n * step
 
 
+def _refuse_outliers(names: Sequence[str], bounds: Sequence[tuple[float, float, float, float]],
+                    crs: CRS) -> None:
+    """Raise NoOverlap naming the images outside the batch's main group of images.
+
+    Images that overlap or touch are linked; the largest linked group is the batch (on a tie the
+    group holding the first image), and the refusal names the others, e.g. the tile 500 km away
+    rather than the tiles that overlap each other (with two images that do not meet: the second,
+    since the first sets the grid).
+    """
+    if len(bounds) < 2:
+        return
+    boxes = [box(*b) for b in bounds]
+    group = list(range(len(boxes)))  # union-find over "overlaps or touches"
+
+    def root(i: int) -> int:
+        while group[i] != i:
+            group[i] = group[group[i]]
+            i = group[i]
+        return i
+
+    for i in range(len(boxes)):
+        for j in range(i + 1, len(boxes)):
+            if boxes[i].intersects(boxes[j]):
+                group[root(j)] = root(i)
+    members: dict[int, list[int]] = {}
+    for i in range(len(boxes)):
+        members.setdefault(root(i), []).append(i)
+    main = max(members.values(), key=lambda m: (len(m), -m[0]))
+    outside = [i for i in range(len(boxes)) if i not in main]
+    if not outside:
+        return
+    first = outside[0]
+    others = unary_union([boxes[i] for i in main]).bounds
+    more = f" (so do {', '.join(names[i] for i in outside[1:])})" if len(outside) > 1 else ""
+    raise NoOverlap(
+        f"covers {tuple(round(v, 3) for v in bounds[first])} (in {crs.to_string()}), which does "
+        f"not overlap or touch the other images of the batch (together "
+        f"{tuple(round(v, 3) for v in others)}){more}; remove it or upload it in its own batch",
+        file=names[first],
+    )
+
+
+def check_header(*, header: HeaderInfo, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """Refuse an image without CRS or geotransform (MissingCRS) or above `max_pixels`."""
+    _georeferenced(header, name)
+    _too_large(name, header.width, header.height, max_pixels, "declares")
+
+
+def check_overlap(*, names: Sequence[str], headers: Sequence[HeaderInfo]) -> None:
+    """Refuse (NoOverlap) the images that do not overlap the batch's main group, in any family
+    (an optical tile or a thermal frame far from the rest); see `_refuse_outliers`."""
+    if len(headers) < 2:
+        return
+    crs = CRS.from_user_input(headers[0].crs)
+    _refuse_outliers(list(names), [_header_bounds(h, crs) for h in headers], crs)
+
+
 def batch_grid(
     sources: Sequence[ImageSource],
     *,
@@ -164,8 +221,7 @@ def batch_grid(
     headers = []
     for source in chosen:
         header = open_header(source)
-        _georeferenced(header, source.name)
-        _too_large(source.name, header.width, header.height, max_pixels, "declares")
+        check_header(header=header, name=source.name, max_pixels=max_pixels)
         headers.append(header)
     first = headers[0]
     crs = CRS.from_user_input(first.crs)
@@ -173,16 +229,7 @@ def batch_grid(
     xres = math.hypot(t.a, t.d)
     yres = math.hypot(t.b, t.e)
     all_bounds = [_header_bounds(h, crs) for h in headers]
-    if len(all_bounds) > 1:
-        boxes = [box(*b) for b in all_bounds]
-        for i, source in enumerate(chosen):
-            others = unary_union(boxes[:i] + boxes[i + 1:])
-            if not boxes[i].intersects(others):
-                raise NoOverlap(
-                    f"covers {all_bounds[i]} (in {crs.to_string()}), which does not overlap or "
-                    "touch the other images of the batch; remove it or upload it in its own batch",
-                    file=source.name,
-                )
+    _refuse_outliers([s.name for s in chosen], all_bounds, crs)
     left = _snap(min(b[0] for b in all_bounds), t.c, xres, up=False)
     right = _snap(max(b[2] for b in all_bounds), t.c, xres, up=True)
     bottom = _snap(min(b[1] for b in all_bounds), t.f, yres, up=False)

@@ -18,7 +18,7 @@ from pipeline.core.errors import (
     ManifestError,
     UnreadableImage,
 )
-from pipeline.core.grid import Grid, batch_grid
+from pipeline.core.grid import Grid, batch_grid, check_header, check_overlap
 from pipeline.core.manifest import IGNORED_BANDS, OPTICAL_BANDS, Manifest
 from pipeline.core.sources import HeaderInfo, ImageSource, open_header
 
@@ -156,6 +156,9 @@ def validate_images(
             f"{', '.join((*OPTICAL_BANDS, 'thermal'))} in `bands`",
             file="manifest.json")
     # batch_grid refuses images without CRS/geotransform, too large, or not overlapping.
+    for source, header in zip(sources, headers, strict=True):
+        check_header(header=header, name=source.name, max_pixels=max_pixels)
+    check_overlap(names=[s.name for s in sources], headers=headers)
     optical = [s for s in sources if any(b in OPTICAL_BANDS for b in s.bands)]
     thermal = [s for s in sources if "thermal" in s.bands]
     grid = batch_grid(optical, max_pixels=max_pixels) if optical else None

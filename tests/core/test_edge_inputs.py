@@ -6,6 +6,7 @@ the right resampling kernel can meet).
 
 from __future__ import annotations
 
+import json
 import math
 
 import dask
@@ -13,7 +14,11 @@ import numpy as np
 import pytest
 from affine import Affine
 
+from pipeline.core.errors import NoOverlap
+from pipeline.core.grid import batch_grid
+from pipeline.core.manifest import parse_manifest
 from pipeline.core.mosaic import ImageSource, count_out_of_range, mosaic
+from pipeline.core.validation import validate_images
 from tests.rasters import north_up, write_raster
 
 X0, Y0 = 500_000.0, 5_000_000.0
@@ -142,3 +147,33 @@ def test_count_out_of_range__integers_within_range_are_not_read_and_scale_applie
     assert np.isnan(mosaic(sources=ints, reflectance_scale=1.0).bands["red"].values).all()
     np.testing.assert_allclose(mosaic(sources=ints, reflectance_scale=1e-4).bands["red"].values,
                                0.5, rtol=1e-6)
+
+
+def _ortho(path, *, left: float, size: int = 20, bands: int = 2):
+    return write_raster(path, np.full((bands, size, size), 0.3, np.float32),
+                        transform=north_up(left=left, top=Y0, res=RES))
+
+
+@pytest.mark.parametrize("order", [("a", "b", "far"), ("far", "a", "b"), ("a", "far", "b"),
+                                   ("a", "far")])
+def test_batch_grid__no_overlap_names_the_tile_outside_the_others(tmp_path, order):
+    lefts = {"a": X0, "b": X0 + 5.0, "far": X0 + 500_000.0}  # a and b overlap; far is 500 km east
+    sources = [ImageSource(f"{n}.tif", str(_ortho(tmp_path / f"{n}.tif", left=lefts[n])),
+                           ("red", "nir")) for n in order]
+    with pytest.raises(NoOverlap, match=r"^far\.tif: covers .* does not overlap") as caught:
+        batch_grid(sources)
+    assert caught.value.file == "far.tif"
+    assert "a.tif" not in str(caught.value) and "b.tif" not in str(caught.value)
+
+
+def test_validate_images__thermal_frame_far_from_the_orthomosaic_is_named(tmp_path):
+    _ortho(tmp_path / "ortho.tif", left=X0)
+    write_raster(tmp_path / "thermal.tif", np.full((10, 10), 30.0, np.float32),
+                 transform=north_up(left=X0 + 500_000.0, top=Y0, res=1.0))
+    manifest = parse_manifest(json.dumps({
+        "schema_version": 1, "batch_id": "b1",
+        "images": [{"path": "ortho.tif", "bands": ["red", "nir"]},
+                   {"path": "thermal.tif", "bands": ["thermal"]}]}).encode(),
+        name="b1/manifest.json", batch_id="b1")
+    with pytest.raises(NoOverlap, match=r"^thermal\.tif: covers"):
+        validate_images(manifest=manifest, locate=lambda p: str(tmp_path / p), gdal_options={})

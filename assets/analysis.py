@@ -10,9 +10,8 @@ import dagster as dg
 
 from assets.failures import decided_by_error_kind
 from pipeline.core.analysis import analyse_indices, analyse_thermal
-from pipeline.core.errors import ManifestError
 from pipeline.core.registry import BUILTIN_REGISTRY, THERMAL_SCALE, Registry
-from pipeline.core.validation import ValidatedBatch
+from pipeline.core.validation import ValidatedBatch, thermal_calibration
 from pipeline.partitions import imagery_batches
 from resources.dask import DaskResource
 from resources.indices import IndexRegistryResource
@@ -194,15 +193,9 @@ def vegetation_indices(
 
 
 def _thermal_parameters(batch: ValidatedBatch) -> tuple[str | None, float | None, float | None]:
-    entries = [e for e in batch.manifest.images
-               if e.path in {s.name for s in batch.thermal_sources}]
-    settings = {(e.thermal_unit, e.thermal_scale, e.thermal_offset) for e in entries}
-    if len(settings) > 1:
-        raise ManifestError(
-            "the thermal images give different thermal_unit/thermal_scale/thermal_offset; "
-            "one batch's thermal tiles must share one calibration (split them into batches)",
-            file="manifest.json")
-    return next(iter(settings))
+    # validated with the batch (pipeline.core.validation); batches stored before that carry None
+    return batch.thermal_calibration or thermal_calibration(
+        batch.manifest, (s.name for s in batch.thermal_sources))
 
 
 @dg.multi_asset(

@@ -113,13 +113,13 @@ BUILTINS: tuple[IndexDef, ...] = (
     ),
     IndexDef(
         name="evi", title="EVI", bands=("nir", "red", "blue"), func=indices.evi,
-        # Unbounded in theory (the denominator nears 0 over bright blue targets). [-1, 1] is the
-        # plausible land-surface range (MODIS publishes EVI in [-0.2, 1]); pixels beyond it are
-        # clouds, snow, glint or calibration errors, so a check on it should warn, not fail.
-        value_range=(-1.0, 1.0), scale=Scale(_VEGETATION, -0.2, 1.0), code_version="1",
+        # Unbounded in theory (the denominator nears 0 over bright blue targets). Where blue <=
+        # red and nir <= 1 (land surfaces) EVI <= 2.5 nir / (nir + 1) <= 1.25, which dense canopy
+        # reaches (values above 1 are normal there); [-1, 1.25] is the range it really takes.
+        value_range=(-1.0, 1.25), scale=Scale(_VEGETATION, -0.2, 1.0), code_version="1",
         description="Enhanced vegetation index 2.5 (nir - red) / (nir + 6 red - 7.5 blue + 1): "
         "does not saturate in dense canopy, corrects for aerosols via blue. Plausible range "
-        "[-1, 1] (unbounded in theory); vegetation ~0.2-0.8.",
+        "[-1, 1.25] (unbounded in theory); vegetation ~0.2-0.8, dense canopy above 1.",
         long_name="Enhanced vegetation index", formula="2.5*(nir-red)/(nir+6*red-7.5*blue+1)",
     ),
     IndexDef(

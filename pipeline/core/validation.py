@@ -21,6 +21,7 @@ from pipeline.core.errors import (
 from pipeline.core.grid import Grid, batch_grid, check_header, check_overlap
 from pipeline.core.manifest import IGNORED_BANDS, OPTICAL_BANDS, Manifest
 from pipeline.core.sources import HeaderInfo, ImageSource, open_header
+from pipeline.core.thermal_check import check_thermal_plausible
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 DEFAULT_MAX_PIXELS = 2_000_000_000
@@ -59,6 +60,8 @@ class ValidatedBatch:
     facts: tuple[ImageFacts, ...]
     grid: Grid | None  # the optical batch grid; None for a thermal-only batch
     manifest_etag: str = ""
+    # (thermal_unit, thermal_scale, thermal_offset) shared by the thermal images, when there are any
+    thermal_calibration: tuple[str | None, float | None, float | None] | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
     ignored: tuple[IgnoredImage, ...] = ()  # images with only `other`/`alpha` bands
 
@@ -106,6 +109,21 @@ def _check_dtypes(name: str, header: HeaderInfo) -> None:
                 "export the image as integer digital numbers or float reflectance",
                 file=name,
             )
+
+
+def thermal_calibration(manifest: Manifest, names: Iterable[str]
+                        ) -> tuple[str | None, float | None, float | None] | None:
+    """The one (thermal_unit, thermal_scale, thermal_offset) of the thermal images `names`;
+    ManifestError when they differ (one batch's thermal tiles share one calibration)."""
+    wanted = set(names)
+    settings = {(e.thermal_unit, e.thermal_scale, e.thermal_offset) for e in manifest.images
+                if e.path in wanted}
+    if len(settings) > 1:
+        raise ManifestError(
+            "the thermal images give different thermal_unit/thermal_scale/thermal_offset; "
+            "one batch's thermal tiles must share one calibration (split them into batches)",
+            file="manifest.json")
+    return next(iter(settings), None)
 
 
 def validate_images(
@@ -162,8 +180,13 @@ def validate_images(
     optical = [s for s in sources if any(b in OPTICAL_BANDS for b in s.bands)]
     thermal = [s for s in sources if "thermal" in s.bands]
     grid = batch_grid(optical, max_pixels=max_pixels) if optical else None
+    calibration = None
     if thermal:
         batch_grid(thermal, bands=("thermal",), max_pixels=max_pixels)
+        calibration = thermal_calibration(manifest, (s.name for s in thermal))
+        for source in thermal:  # before anything is computed or published
+            check_thermal_plausible(source=source, unit=calibration[0], scale=calibration[1],
+                                    offset=calibration[2])
     for source, header in zip(sources, headers, strict=True):
         transform = header.transform
         facts.append(ImageFacts(
@@ -177,7 +200,7 @@ def validate_images(
         ))
     return ValidatedBatch(batch_id=manifest.batch_id, manifest=manifest, sources=tuple(sources),
                           facts=tuple(facts), grid=grid, manifest_etag=manifest_etag,
-                          ignored=tuple(ignored))
+                          thermal_calibration=calibration, ignored=tuple(ignored))
 
 
 def _bounds(transform, width: int, height: int) -> tuple[float, float, float, float]:

@@ -18,6 +18,7 @@ from pipeline.core.errors import NoOverlap
 from pipeline.core.grid import batch_grid
 from pipeline.core.manifest import parse_manifest
 from pipeline.core.mosaic import ImageSource, count_out_of_range, mosaic
+from pipeline.core.thermal_check import ImplausibleThermal, sample_thermal
 from pipeline.core.validation import validate_images
 from tests.rasters import north_up, write_raster
 
@@ -176,4 +177,51 @@ def test_validate_images__thermal_frame_far_from_the_orthomosaic_is_named(tmp_pa
                    {"path": "thermal.tif", "bands": ["thermal"]}]}).encode(),
         name="b1/manifest.json", batch_id="b1")
     with pytest.raises(NoOverlap, match=r"^thermal\.tif: covers"):
+        validate_images(manifest=manifest, locate=lambda p: str(tmp_path / p), gdal_options={})
+
+
+def _thermal_batch(tmp_path, dn: np.ndarray, *, entry: dict, nodata=None, **write):
+    write_raster(tmp_path / "thermal.tif", dn, transform=north_up(left=X0, top=Y0, res=1.0),
+                 nodata=nodata, **write)
+    manifest = parse_manifest(json.dumps({
+        "schema_version": 1, "batch_id": "b1",
+        "images": [{"path": "thermal.tif", "bands": ["thermal"], **entry}]}).encode(),
+        name="b1/manifest.json", batch_id="b1")
+    return manifest
+
+
+@pytest.mark.parametrize(("dn", "entry", "looks_like"), [
+    (0, {"thermal_unit": "centikelvin"}, 'thermal_unit "celsius"'),  # radiometric DN all 0
+    (30_015, {}, 'thermal_unit "centikelvin"'),  # centikelvin DN taken as °C
+    (300.15, {"thermal_unit": "celsius"}, 'thermal_unit "kelvin"'),
+    (7_579, {"thermal_unit": "kelvin"}, "thermal_scale 0.04 and thermal_offset -273.15"),
+    (-5_000, {}, "no usual unit fits"),
+])
+def test_validate_images__implausible_thermal_is_refused_naming_file_and_unit(tmp_path, dn, entry,
+                                                                               looks_like):
+    values = np.full((40, 50), dn, np.float32)
+    values[:5] = np.nan  # nodata is left out of the sample
+    manifest = _thermal_batch(tmp_path, values, entry=entry)
+    with pytest.raises(ImplausibleThermal, match=r"^thermal\.tif: converted with ") as caught:
+        validate_images(manifest=manifest, locate=lambda p: str(tmp_path / p), gdal_options={})
+    assert "100% of its sampled pixels lie outside -40…150 °C" in str(caught.value)
+    assert looks_like in str(caught.value)
+
+
+def test_validate_images__plausible_thermal_passes_with_a_few_outliers(tmp_path):
+    values = np.full((40, 50), 30_015, np.uint16)  # 27 °C in centikelvin
+    values[:10] = 50_000  # 226 °C: a quarter of the frame (a hot chimney), still mostly plausible
+    values[10:12] = 0  # declared nodata: not sampled
+    manifest = _thermal_batch(tmp_path, values, entry={"thermal_unit": "centikelvin"}, nodata=0)
+    batch = validate_images(manifest=manifest, locate=lambda p: str(tmp_path / p), gdal_options={})
+    assert batch.thermal_calibration == ("centikelvin", None, None)
+
+
+def test_sample_thermal__large_image_without_overviews_reads_a_lattice_of_windows(tmp_path):
+    values = np.full((2100, 2000), 30_015, np.uint16)
+    manifest = _thermal_batch(tmp_path, values, entry={}, tiled=True, blocksize=256)
+    source = ImageSource("thermal.tif", str(tmp_path / "thermal.tif"), ("thermal",))
+    sample = sample_thermal(source)
+    assert sample.how == "windows" and sample.dn.size == 64 * 32 * 32
+    with pytest.raises(ImplausibleThermal, match='look like thermal_unit "centikelvin"'):
         validate_images(manifest=manifest, locate=lambda p: str(tmp_path / p), gdal_options={})

@@ -5,11 +5,13 @@ COGs, the RGBA heatmap COGs with PNG previews, and the statistics the report is 
 """
 
 import hashlib
+from contextlib import contextmanager
 
 import dagster as dg
 
 from assets.failures import decided_by_error_kind
 from pipeline.core.analysis import analyse_indices, analyse_thermal
+from pipeline.core.errors import ImageryError
 from pipeline.core.registry import BUILTIN_REGISTRY, THERMAL_SCALE, Registry
 from pipeline.core.validation import ValidatedBatch, thermal_calibration
 from pipeline.partitions import imagery_batches
@@ -99,6 +101,33 @@ def _nothing(context, batch: ValidatedBatch, outputs: tuple[str, str, str], note
     yield dg.Output(None, statistics, metadata={"note": note})
 
 
+@contextmanager
+def _withdrawn_if_refused(context, batch: ValidatedBatch, object_store: ObjectStoreResource):
+    """Bad input found during the analysis withdraws what this run already published for the batch
+    (the other analysis may have run first), so a refused batch leaves nothing under
+    analysis-heatmaps/ or reports/ (DESIGN.md §2); the error then goes on to
+    `decided_by_error_kind`. Every other refusal happens while the batch is validated, before
+    anything is published, and no later step of a refused run publishes (resources/io_managers.py)."""
+    try:
+        yield
+    except ImageryError:
+        _withdraw_this_run(context, batch.batch_id, object_store)
+        raise
+
+
+def _withdraw_this_run(context, batch_id: str, object_store: ObjectStoreResource) -> None:
+    record = context.instance.get_run_record_by_id(context.run_id)
+    started = (record.start_time or record.create_timestamp.timestamp()) if record else None
+    if started is None:
+        return
+    store = object_store.store()
+    for bucket in (object_store.heatmap_bucket, object_store.report_bucket):
+        for info in store.list_objects(bucket, prefix=f"{batch_id}/"):
+            if info.last_modified.timestamp() >= started - 1.0:  # written by this run
+                store.delete(bucket, info.key)
+                store.invalidate(bucket, info.key)
+                context.log.info(f"Withdrew {store.uri(bucket, info.key)}: the batch is refused")
+
 # Thumbnails in the materialization's metadata: the event log keeps every event, and the UI
 # fetches them with the asset page, so a few kB per map (the full PNG is ~2 MB as base64).
 THUMBNAIL_PX = 256
@@ -166,7 +195,8 @@ def vegetation_indices(
         yield from _nothing(context, batch, ("index_rasters", "index_heatmaps", "index_statistics"),
                             "thermal-only batch: no optical band, no vegetation index")
         return
-    with decided_by_error_kind(context, batch.batch_id):
+    with decided_by_error_kind(context, batch.batch_id), \
+            _withdrawn_if_refused(context, batch, object_store):
         zones = _zones(batch, object_store)
         # The scheduler session (and its progress callback, registered process-wide by dask)
         # ends before the first yield: a generator abandoned at a yield would leave it behind.
@@ -186,7 +216,8 @@ def vegetation_indices(
                                       "seconds": round(result.seconds, 2)})
             yield dg.Output(PublishedFiles(heatmaps), "index_heatmaps", metadata={
                 "preview": dg.MetadataValue.md(_preview_md(heatmaps, result.indices))})
-    metadata: dict = {}
+    metadata: dict = {"masked_values": dg.MetadataValue.json(result.masked_values),
+                      "masked_values_total": sum(result.masked_values.values())}
     for name, r in result.indices.items():
         metadata.update(_float_metadata(r.stats, f"{name}_"))
     yield dg.Output(result, "index_statistics", metadata=metadata)
@@ -233,7 +264,8 @@ def thermal_maps(
         yield from _nothing(context, batch, ("thermal_raster", "thermal_heatmap", "thermal_statistics"),
                             "no thermal band in this batch")
         return
-    with decided_by_error_kind(context, batch.batch_id):
+    with decided_by_error_kind(context, batch.batch_id), \
+            _withdrawn_if_refused(context, batch, object_store):
         unit, scale, offset = _thermal_parameters(batch)
         zones = _zones(batch, object_store)
         with dask_resource.scratch(batch.batch_id) as workdir:

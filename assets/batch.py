@@ -83,6 +83,8 @@ def imagery_batch(
             max_pixels=limits.max_pixels,
             manifest_etag=info.etag,
             sizes=sizes,
+            zones_geojson=(store.get_bytes(bucket, f"{batch_id}/{manifest.zones}")
+                           if manifest.zones else None),
         )
     except ImageryError as exc:
         context.log.error(f"Batch {batch_id} refused: {exc}")

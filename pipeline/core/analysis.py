@@ -26,7 +26,7 @@ from pipeline.core.cog import create_stage, stage_rasters, translate_to_cog
 from pipeline.core.errors import NoValidData
 from pipeline.core.grid import Grid
 from pipeline.core.index_pass import IndexPass, as_lazy_stats, lazy_index_pass
-from pipeline.core.mosaic import ImageSource, mosaic
+from pipeline.core.mosaic import REFLECTANCE_RANGE, ImageSource, count_out_of_range, mosaic
 from pipeline.core.preview import png_preview
 from pipeline.core.ramps import colorize
 from pipeline.core.registry import (
@@ -90,6 +90,8 @@ class IndexAnalysis:
     files: list[OutputFile]
     zone_areas_m2: dict[str, float]
     seconds: float
+    # per file: optical values masked as reflectance outside [-1, 10] or not finite (DESIGN.md §2)
+    masked_values: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -154,11 +156,17 @@ def _publish(staged: dict[str, tuple[Path, str]], workdir: Path, log: Log) -> li
     return files
 
 
-def _no_valid_data(sources: Sequence[ImageSource], family: str) -> NoValidData:
+def _no_valid_data(sources: Sequence[ImageSource], family: str,
+                   masked: dict[str, int] | None = None) -> NoValidData:
     """Raised after the one pass and before any file is published: no heatmap of nothing."""
+    lo, hi = REFLECTANCE_RANGE
+    range_note = (f", or its reflectance (DN × reflectance_scale) is outside [{lo:g}, {hi:g}]: "
+                  f"{sum(masked.values()):,} such values; check reflectance_scale in "
+                  "manifest.json (e.g. 0.0001 for uint16 digital numbers)"
+                  if masked and any(masked.values()) else "")
     return NoValidData(
         f"holds no valid pixel in its {family} bands (every pixel is the nodata value, alpha 0 "
-        "or NaN); export the image again with its data, or check its nodata value",
+        f"or NaN{range_note}); export the image again with its data, or check its nodata value",
         file=", ".join(s.name for s in sources))
 
 
@@ -208,7 +216,16 @@ def analyse_indices(
                      transform=tuple(grid.transform)[:6],
                      stages={name: str(path) for name, (path, _) in staged.items()})
     t0 = time.monotonic()
-    (tables,) = dask.compute(lazy_index_pass(plan, shape=grid.shape, chunks=chunks))
+    masked_lazy = count_out_of_range(sources=sources, reflectance_scale=reflectance_scale,
+                                     chunks=max(chunks, 2048))
+    tables, masked = dask.compute(lazy_index_pass(plan, shape=grid.shape, chunks=chunks),
+                                  masked_lazy)
+    lo, hi = REFLECTANCE_RANGE
+    for name, count in masked.items():
+        if count:
+            log(f"{name}: {count:,} band values are not a reflectance (DN × {reflectance_scale:g} "
+                f"not finite or outside [{lo:g}, {hi:g}], e.g. an undeclared nodata sentinel) "
+                "and were treated as nodata")
     computed = {name: as_lazy_stats(tables[name], lo=bins[name][0], hi=bins[name][1],
                                     bins=bins[name][2]) for name in tables}
     log(f"Computed {len(defs)} indices, heatmaps and statistics in one pass "
@@ -226,13 +243,19 @@ def analyse_indices(
             name=index.name, stats=stats, zones=zone_stats,
             histogram=coarse_histogram(p, vmin=index.scale.vmin, vmax=index.scale.vmax))
     if all(r.stats["valid_fraction"] == 0 for r in results.values()):
-        raise _no_valid_data(sources, "optical")
+        raise _no_valid_data(sources, "optical", masked)
     first = computed[defs[0].name]
+    # a zone without any valid pixel (a field not flown that day) has area 0 (DESIGN.md §2)
     zone_areas = {z.name: zone_area_m2(first, label=i + 1, pixel_area_m2=pixel_area)
+                  if any(r.zones[z.name]["mean"] is not None for r in results.values()) else 0.0
                   for i, z in enumerate(zones)}
+    for name, area in zone_areas.items():
+        if area == 0.0:
+            log(f"Zone {name!r}: no valid pixel in this batch (not flown); kept with area 0 and "
+                "no statistics")
     files = _publish(staged, workdir, log)
     return IndexAnalysis(grid=grid, indices=results, files=files, zone_areas_m2=zone_areas,
-                         seconds=time.monotonic() - started)
+                         seconds=time.monotonic() - started, masked_values=dict(masked))
 
 
 def analyse_thermal(
@@ -284,7 +307,7 @@ def analyse_thermal(
         t = finalize_thermal(p, label=i + 1)
         zone_stats[z.name] = {"mean_c": t["mean_c"], "max_c": t["max_c"]}
     zone_areas = {z.name: zone_area_m2(p, label=i + 1, pixel_area_m2=grid.pixel_area_m2)
-                  for i, z in enumerate(zones)}
+                  if zone_stats[z.name]["mean_c"] is not None else 0.0 for i, z in enumerate(zones)}
     files = _publish(staged, workdir, log)
     return ThermalAnalysis(
         grid=grid, stats=stats, files=files, zones=zone_stats, zone_areas_m2=zone_areas,

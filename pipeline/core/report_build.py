@@ -115,6 +115,7 @@ def build_context(
     return ReportContext(
         captured_at=captured, platform=m.platform or "", sensor=m.sensor or "",
         maps=dict(maps), histograms=histograms,
+        masked_values=dict(getattr(indices, "masked_values", None) or {}),
         thermal_scale=Scale(ramp=THERMAL_SCALE.ramp, vmin=THERMAL_SCALE.vmin,
                             vmax=THERMAL_SCALE.vmax) if thermal is not None else None,
         index_info={name: IndexInfo(long_name=registry[name].long_name,

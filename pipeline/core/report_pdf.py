@@ -164,6 +164,29 @@ def _document(buffer: io.BytesIO, summary: Summary, *, invariant: bool) -> BaseD
 # ---- sections ---------------------------------------------------------------------------------
 
 
+def _not_flown(summary: Summary) -> list[str]:
+    """Zones without any valid pixel in this batch (area 0, null statistics)."""
+    return [z.name for z in summary.zones if z.area_m2 == 0
+            and all(v.mean is None for v in z.indices.values())
+            and (z.thermal is None or z.thermal.mean_c is None)]
+
+
+def _zones_line(summary: Summary) -> str:
+    missing = _not_flown(summary)
+    if not missing:
+        return str(len(summary.zones))
+    return (f"{len(summary.zones)}, of which {len(missing)} without imagery in this batch (not "
+            f"flown; area 0, no statistics): {', '.join(missing)}")
+
+
+def _masked_line(context: ReportContext) -> str:
+    masked = {n: c for n, c in context.masked_values.items() if c}
+    if not masked:
+        return "none: every value is a reflectance in [-1, 10]"
+    return ("treated as nodata (not finite or outside [-1, 10], e.g. an undeclared nodata "
+            "value): " + "; ".join(f"{n} {c:,} values" for n, c in sorted(masked.items())))
+
+
 def _cover(summary: Summary, context: ReportContext) -> list[Flowable]:
     grid = summary.grid
     extent_m2 = grid.width * grid.height * grid.pixel_size[0] * grid.pixel_size[1]
@@ -180,7 +203,8 @@ def _cover(summary: Summary, context: ReportContext) -> list[Flowable]:
         ["Bounds", ", ".join(f"{b:,.2f}" for b in grid.bounds)],
         ["Indices", ", ".join(n.upper() for n in summary.indices) or "none"],
         ["Thermal", "yes" if summary.thermal else "no"],
-        ["Zones", str(len(summary.zones))],
+        ["Zones", _zones_line(summary)],
+        ["Masked reflectance", _masked_line(context)],
         ["Generated", _when(summary.generated_at)],
         ["Code version", summary.code_version],
     ]
@@ -278,11 +302,13 @@ def _index_section(name: str, stats: IndexSummary, summary: Summary, context: Re
         story += [Paragraph("Classes", H2), _table(rows, widths, extra=[("ALIGN", (1, 0), (1, -1), "LEFT"),
                                                                          *swatches])]
     zones = [z for z in summary.zones if name in z.indices]
+    missing = set(_not_flown(summary))
     if zones:
         rows = [["zone", "area (ha)", "mean", "p10", "p50", "p90"]]
         for zone in zones:
             s = zone.indices[name]
-            rows.append([Paragraph(escape(zone.name), SMALL), _ha(zone.area_m2), _num(s.mean), _num(s.p10),
+            label = zone.name + (" (not flown)" if zone.name in missing else "")
+            rows.append([Paragraph(escape(label), SMALL), _ha(zone.area_m2), _num(s.mean), _num(s.p10),
                          _num(s.p50), _num(s.p90)])
         story += [Paragraph(f"Zones — {escape(name.upper())}", H2),
                   _table(rows, [60 * mm, 25 * mm, 22 * mm, 22 * mm, 22 * mm, 22 * mm], long=True)]

@@ -242,6 +242,9 @@ class ReportContext(_Model):
     histograms: dict[str, Histogram] = Field(default_factory=dict)
     thermal_scale: Scale | None = None
     index_info: dict[str, IndexInfo] = Field(default_factory=dict)
+    # per image: optical values treated as nodata because their reflectance is not finite or
+    # outside [-1, 10] (DESIGN.md §2; stated on the first page)
+    masked_values: dict[str, int] = Field(default_factory=dict)
 
 
 # ---- distribution.json ------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from pipeline.core.grid import Grid, batch_grid, check_header, check_overlap
 from pipeline.core.manifest import IGNORED_BANDS, OPTICAL_BANDS, Manifest
 from pipeline.core.sources import HeaderInfo, ImageSource, open_header
 from pipeline.core.thermal_check import check_thermal_plausible
+from pipeline.core.zones import load_zones
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 DEFAULT_MAX_PIXELS = 2_000_000_000
@@ -134,8 +135,14 @@ def validate_images(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     manifest_etag: str = "",
     sizes: Mapping[str, int] | None = None,
+    zones_geojson: bytes | None = None,
 ) -> ValidatedBatch:
-    """Open every image's header, resolve its bands and build the batch grid.
+    """Open every image's header, resolve its bands and build the batch grid; refuse (an
+    ImageryError naming the file) whatever can be known wrong before any pixel is computed:
+    manifest/band mismatches, images without georeferencing, too large or apart from the rest,
+    a thermal calibration that gives implausible temperatures, and an
+    invalid zones file (`zones_geojson`, the bytes of manifest `zones`). So a refused batch has
+    published nothing (DESIGN.md §2).
 
     `locate(path)` turns a manifest path into what GDAL opens (local path or /vsis3/...).
     """
@@ -180,13 +187,15 @@ def validate_images(
     optical = [s for s in sources if any(b in OPTICAL_BANDS for b in s.bands)]
     thermal = [s for s in sources if "thermal" in s.bands]
     grid = batch_grid(optical, max_pixels=max_pixels) if optical else None
-    calibration = None
+    calibration = thermal_grid = None
     if thermal:
-        batch_grid(thermal, bands=("thermal",), max_pixels=max_pixels)
+        thermal_grid = batch_grid(thermal, bands=("thermal",), max_pixels=max_pixels)
         calibration = thermal_calibration(manifest, (s.name for s in thermal))
         for source in thermal:  # before anything is computed or published
             check_thermal_plausible(source=source, unit=calibration[0], scale=calibration[1],
                                     offset=calibration[2])
+    if zones_geojson is not None:  # refused now if invalid; parsed again by the analyses
+        load_zones(zones_geojson, name=manifest.zones or "zones", grid=grid or thermal_grid)
     for source, header in zip(sources, headers, strict=True):
         transform = header.transform
         facts.append(ImageFacts(

@@ -71,7 +71,8 @@ def load_zones(geojson_bytes: bytes, *, name: str, grid: Grid) -> list[Zone]:
     Coordinates are EPSG:4326 (longitude, latitude) unless the legacy `crs` member names another
     CRS ("EPSG:32633", "urn:ogc:def:crs:EPSG::32633", CRS84). Every feature needs a unique
     `properties.name`. Invalid rings (self-intersections) are repaired with `make_valid`. Raises
-    ZonesError naming the feature and the fix; a zone that misses the grid is an error too.
+    ZonesError naming the feature and the fix. A zone that misses the grid is kept (a field not
+    flown that day: no pixel, area 0, null statistics); `outside_grid` lists such zones.
     """
     try:
         doc = json.loads(geojson_bytes)
@@ -84,7 +85,6 @@ def load_zones(geojson_bytes: bytes, *, name: str, grid: Grid) -> list[Zone]:
     source_crs = _crs_of(doc, name)
     to_grid = Transformer.from_crs(source_crs, ProjCRS.from_user_input(grid.crs.to_wkt()),
                                    always_xy=True)
-    grid_box = box(*grid.bounds)
     zones: list[Zone] = []
     seen: set[str] = set()
     for index, feature in enumerate(doc["features"]):
@@ -113,14 +113,18 @@ def load_zones(geojson_bytes: bytes, *, name: str, grid: Grid) -> list[Zone]:
         if geometry.is_empty or not np.all(np.isfinite(geometry.bounds)):
             raise ZonesError(f"{label} is empty or cannot be transformed to the imagery's CRS; "
                              "check its coordinates (EPSG:4326 is longitude, latitude)", file=name)
-        if not geometry.intersects(grid_box):
-            raise ZonesError(f"{label} lies outside the imagery (zone bounds {geometry.bounds}, "
-                             f"imagery {grid.bounds} in {grid.crs.to_string()}); check the "
-                             "coordinates and the `crs` member", file=name)
+        # A field not flown that day (outside the imagery, or under its nodata) is kept: it gets
+        # area 0 and null statistics (DESIGN.md §2), never a refusal.
         zones.append(Zone(name=zone_name, geometry=geometry))
     if not zones:
         raise ZonesError("holds no features; add at least one named polygon", file=name)
     return zones
+
+
+def outside_grid(zones: Sequence[Zone], *, grid: Grid) -> list[str]:
+    """Names of the zones that do not touch the grid at all (no imagery that day)."""
+    grid_box = box(*grid.bounds)
+    return [z.name for z in zones if not z.geometry.intersects(grid_box)]
 
 
 def _label_block(zones: tuple[BaseGeometry, ...], transform: tuple, block_info=None) -> np.ndarray:

@@ -6,6 +6,7 @@ the right resampling kernel can meet).
 
 from __future__ import annotations
 
+import io
 import json
 import math
 
@@ -225,3 +226,66 @@ def test_sample_thermal__large_image_without_overviews_reads_a_lattice_of_window
     assert sample.how == "windows" and sample.dn.size == 64 * 32 * 32
     with pytest.raises(ImplausibleThermal, match='look like thermal_unit "centikelvin"'):
         validate_images(manifest=manifest, locate=lambda p: str(tmp_path / p), gdal_options={})
+
+
+def _zones_doc(zones: dict[str, tuple[float, float, float, float]]) -> bytes:
+    features = [{"type": "Feature", "properties": {"name": name},
+                 "geometry": {"type": "Polygon", "coordinates": [[
+                     [x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]}}
+                for name, (x0, y0, x1, y1) in zones.items()]
+    return json.dumps({"type": "FeatureCollection", "features": features,
+                       "crs": {"type": "name", "properties": {"name": "EPSG:32633"}}}).encode()
+
+
+def test_batch__fields_not_flown_kept_and_masked_values_on_the_first_page(tmp_path):
+    """A float orthomosaic with an undeclared -3.4e38 sentinel and a NaN gap, and a field list
+    with one field over the imagery, one under its gap and one 2 km away: the batch is processed,
+    the sentinel pixels are nodata (NDVI exact elsewhere), counted per file, and stated on the
+    report's first page; the two fields without imagery stay in summary.json with area 0 and
+    null statistics, and are named on the first page."""
+    from datetime import UTC, datetime
+
+    from pypdf import PdfReader
+
+    from pipeline.core.analysis import analyse_indices
+    from pipeline.core.report_build import build_context, build_summary
+    from pipeline.core.report_pdf import render_report
+
+    red = np.full((40, 40), 0.1, np.float32)
+    nir = np.full((40, 40), 0.5, np.float32)
+    red[:4, :5] = nir[:4, :5] = -3.4e38  # 20 pixels of the exporter's nodata, undeclared
+    red[20:, 20:] = nir[20:, 20:] = np.nan  # a gap: the lower right quarter
+    write_raster(tmp_path / "ortho.tif", np.stack([red, nir]),
+                 transform=north_up(left=X0, top=Y0, res=RES))
+    zones = _zones_doc({"flown": (X0 + 1, Y0 - 9, X0 + 9, Y0 - 1),  # 16 × 16 px, 4 × 5 sentinels
+                        "gap": (X0 + 12, Y0 - 18, X0 + 18, Y0 - 12),  # under the NaN quarter
+                        "far": (X0 + 2_000, Y0 - 10, X0 + 2_010, Y0)})  # 2 km away
+    (tmp_path / "fields.geojson").write_bytes(zones)
+    manifest = parse_manifest(json.dumps({
+        "schema_version": 1, "batch_id": "b1", "zones": "fields.geojson",
+        "images": [{"path": "ortho.tif", "bands": ["red", "nir"]}]}).encode(),
+        name="b1/manifest.json", batch_id="b1")
+    batch = validate_images(manifest=manifest, locate=lambda p: str(tmp_path / p),
+                            gdal_options={}, zones_geojson=zones)
+    work = tmp_path / "work"
+    work.mkdir()
+    result = analyse_indices(sources=batch.optical_sources, reflectance_scale=1.0, workdir=work,
+                             zones_geojson=zones, zones_name="fields.geojson", chunks=16)
+    assert result.masked_values == {"ortho.tif": 40}  # 20 pixels × 2 bands
+    ndvi = result.indices["ndvi"].stats
+    assert ndvi["mean"] == pytest.approx(0.4 / 0.6, rel=1e-6) and ndvi["min"] > 0.6
+    assert ndvi["valid_fraction"] == pytest.approx((1600 - 400 - 20) / 1600)
+    summary = build_summary(batch=batch, indices=result, thermal=None, artifacts={},
+                            generated_at=datetime(2026, 6, 14, tzinfo=UTC), code_version="test")
+    by_name = {z["name"]: z for z in json.loads(summary.to_json())["zones"]}
+    assert by_name["flown"]["area_m2"] == pytest.approx(16 * 16 * RES * RES)
+    assert by_name["flown"]["indices"]["ndvi"]["mean"] == pytest.approx(0.4 / 0.6, rel=1e-6)
+    for name in ("gap", "far"):
+        assert by_name[name]["area_m2"] == 0
+        assert by_name[name]["indices"]["ndvi"] == {"mean": None, "p10": None, "p50": None,
+                                                    "p90": None}
+    context = build_context(batch=batch, indices=result, thermal=None, maps={})
+    pdf = render_report(summary=summary, context=context)
+    first = " ".join(PdfReader(io.BytesIO(pdf)).pages[0].extract_text().split())
+    assert "ortho.tif 40 values" in first
+    assert "2 without imagery in this batch" in first and "gap, far" in first

@@ -64,8 +64,6 @@ def test_load_zones__wgs84_default_and_legacy_crs_member(crs):
     (_fc([{"type": "Feature", "properties": {"name": "p"},
            "geometry": {"type": "Point", "coordinates": [500_010, 5_000_010]}}],
          crs="EPSG:32633"), r"feature 0 \('p'\) is a 'Point'"),
-    (_fc([_feature("far", [_utm_ring(600_000, 5_000_000, 600_010, 5_000_010)])],
-         crs="EPSG:32633"), r"feature 0 \('far'\) lies outside the imagery"),
     (_fc([_feature("a", [ZONE_A])], crs="EPSG:999999"), "names an unknown CRS"),
 ])
 def test_load_zones__errors_name_the_feature_and_fix(doc, match):

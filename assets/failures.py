@@ -22,7 +22,7 @@ from contextlib import contextmanager
 import dagster as dg
 
 from pipeline.core.errors import ConfigurationError, ImageryError
-from pipeline.jobs import NO_RUN_RETRY_TAGS
+from pipeline.jobs import NO_RUN_RETRY_TAGS, REFUSED_TAG
 
 
 def _no_run_retry(context: dg.OpExecutionContext | dg.AssetCheckExecutionContext) -> None:
@@ -35,7 +35,9 @@ def _final(context: dg.OpExecutionContext, *, description: str, metadata: dict) 
 
 
 def bad_input(context: dg.OpExecutionContext, exc: ImageryError, batch_id: str) -> dg.Failure:
-    """The batch is refused: the input must change, not the weather."""
+    """The batch is refused: the input must change, not the weather. The run is tagged refused,
+    so no later step of it publishes anything (DESIGN.md §2; resources/io_managers.py)."""
+    context.instance.add_run_tags(context.run.run_id, {REFUSED_TAG: "true"})
     return _final(context, description=f"Batch {batch_id!r} refused: {exc}",
                   metadata={"batch_id": batch_id, "file": exc.file or "", "reason": str(exc),
                             "error": type(exc).__name__})

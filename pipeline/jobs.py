@@ -26,6 +26,9 @@ PER_BATCH_BACKFILL = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
 # tag: dagster.yaml's run_retries then leave it alone, and so does the nightly reprocessing
 # (assets/failures.py sets it, pipeline/schedules.py reads it).
 NO_RUN_RETRY_TAGS = {"dagster/retry_on_asset_or_op_failure": "false"}
+# A run whose batch was refused as bad input carries this tag (assets/failures.py sets it); the
+# publishing IO manager then publishes nothing more for it (resources/io_managers.py).
+REFUSED_TAG = "imagery/refused"
 
 process_imagery_batch = dg.define_asset_job(
     name="process_imagery_batch",

@@ -18,6 +18,7 @@ import dagster as dg
 
 from pipeline.core.analysis import OutputFile
 from pipeline.core.outputs import batch_key, lookup, producer_of
+from pipeline.jobs import REFUSED_TAG
 from resources.object_store import ObjectStoreResource
 
 
@@ -46,6 +47,23 @@ class PublishedObjects:
     gdal_options: Mapping[str, str] = field(default_factory=dict)
 
 
+def _refuse_if_batch_refused(context: dg.OutputContext, batch_id: str) -> None:
+    """A refused batch publishes nothing (DESIGN.md §2): once any step of the run refused the batch
+    (assets/failures.py `bad_input` tags the run), no later step's output is published, whatever
+    asset it comes from (the in-process executor goes on with steps independent of the failed one,
+    e.g. the index maps after the thermal frame was refused)."""
+    try:
+        instance, run_id = context.step_context.instance, context.run_id
+    except dg.DagsterInvariantViolationError:  # built outside a run (direct IO manager tests)
+        return
+    run = instance.get_run_by_id(run_id)
+    if run is not None and run.tags.get(REFUSED_TAG) == "true":
+        raise dg.Failure(
+            description=f"Batch {batch_id!r} was refused by an earlier step of this run; "
+                        f"{context.asset_key.to_user_string()} is not published",
+            allow_retries=False)
+
+
 def _content_type(name: str) -> str:
     found = lookup(name)
     return found[0].media_type if found else "application/octet-stream"
@@ -64,6 +82,7 @@ class ObjectStoreIOManager(dg.ConfigurableIOManager):
 
     def handle_output(self, context: dg.OutputContext, obj: object) -> None:
         batch_id = context.asset_partition_key
+        _refuse_if_batch_refused(context, batch_id)
         asset = context.asset_key.to_user_string()
         store = self.object_store.store()
         bucket = self._bucket()

@@ -141,3 +141,56 @@ def test_job__failed_publish_leaves_no_dask_callback_registered(local, tmp_path)
                                      tags=tick.run_requests[0].tags, raise_on_error=False)
     assert not run.success and "the store went away" in failure_text(run)
     assert Callback.active == set()
+
+
+@pytest.mark.parametrize(("case", "expect"), [
+    # refused while validating: thermal_unit kelvin on centikelvin data (27 °C read as 30 000 °C)
+    ("thermal_kelvin", ("thermal.tif: converted with thermal_unit \"kelvin\"",
+                        'look like thermal_unit "centikelvin"')),
+    # refused by the analysis: uint16 DN read as reflectance (no reflectance_scale) are all
+    # outside [-1, 10]; the thermal maps may be published by then and must be withdrawn
+    ("no_reflectance_scale", ("ortho_west.tif, ortho_east.tif: holds no valid pixel",
+                              "check reflectance_scale")),
+])
+def test_job__refused_batch_publishes_nothing(local, tmp_path, case, expect):
+    definitions, instance = local
+    sample = write_sample_batch(tmp_path / "b", batch_id=f"refused-{case}", size=128)
+    manifest = json.loads((sample.folder / "manifest.json").read_text())
+    if case == "thermal_kelvin":
+        for image in manifest["images"]:
+            if image["path"] == "thermal.tif":
+                image["thermal_unit"] = "kelvin"
+    else:
+        manifest["reflectance_scale"] = 1.0
+    (sample.folder / "manifest.json").write_text(json.dumps(manifest))
+    upload_batch(definitions, sample.folder, sample.batch_id, sample.files)
+    (run,) = launch_requested_runs(definitions, instance, sensor_tick(definitions, instance))
+    assert not run.success
+    text = failure_text(run)
+    assert all(e in text for e in expect), text
+    assert _objects(definitions, "heatmap_bucket", sample.batch_id) == set()
+    assert _objects(definitions, "report_bucket", sample.batch_id) == set()
+
+
+def test_job__thermal_frame_refused_then_no_index_map_is_published(local, tmp_path):
+    """The thermal frame holds no valid pixel (refused by the analysis, which runs before the
+    indices): the index step that follows in the same run publishes nothing either."""
+    import numpy as np
+    import rasterio
+
+    definitions, instance = local
+    sample = write_sample_batch(tmp_path / "b", batch_id="thermal-empty", size=128)
+    path = sample.folder / "thermal.tif"
+    with rasterio.open(path) as src:
+        profile, shape = src.profile, (src.count, src.height, src.width)
+    with rasterio.open(path, "w", **{**profile, "nodata": 0}) as dst:
+        dst.write(np.zeros(shape, dtype=profile["dtype"]))
+    manifest = json.loads((sample.folder / "manifest.json").read_text())
+    _edit_manifest(sample.folder, images=[{k: v for k, v in i.items() if k != "sha256"}
+                                          for i in manifest["images"]])
+    upload_batch(definitions, sample.folder, sample.batch_id, sample.files)
+    (run,) = launch_requested_runs(definitions, instance, sensor_tick(definitions, instance))
+    assert not run.success
+    assert "thermal.tif: holds no valid pixel" in failure_text(run)
+    assert _objects(definitions, "heatmap_bucket", sample.batch_id) == set()
+    assert _objects(definitions, "report_bucket", sample.batch_id) == set()

@@ -75,10 +75,10 @@ def test_pipeline__upload_to_report_on_seaweedfs_and_postgres(pg, tmp_path, monk
             errors = [(c.check_name, c.metadata) for c in checks
                       if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR]
             assert checks and not errors, errors
-            # VARI's denominator (green + red - blue) nears 0 over the sample's pond: the range
-            # check warns about it without blocking the report.
-            (warned,) = [c for c in checks if not c.passed]
-            assert warned.check_name == "index_values_in_range" and "vari" in warned.metadata["problems"].text
+            # VARI's denominator (green + red - blue) nears 0 over the sample's pond, so its min
+            # and max are extreme; the range check judges each index's bulk (p10..p90) against
+            # the range it really takes, and a normal batch passes it (issue 13).
+            assert [c.check_name for c in checks if not c.passed] == []
             assert {c.check_name for c in checks} >= {"index_values_in_range", "index_valid_fraction",
                                                      "index_cogs_valid", "heatmap_cogs_valid",
                                                      "thermal_cog_valid", "thermal_plausible"}

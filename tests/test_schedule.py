@@ -3,7 +3,8 @@
 Module fixture (embedded local store, a stored test instance with dagster.yaml's run_retries):
 five uploaded batches go through the sensor and the real job: `a` and `c` fully, `b` with
 auto_report false (no report: an optional output, never "missing"), `d` refused as bad input (a
-wrong sha256), `g` stopped by a blocking check (thermal_unit kelvin on centikelvin data). Then `e`
+wrong sha256), `g` refused while validating (thermal_unit kelvin on centikelvin data: implausible
+temperatures, refused before anything is published; until issue 13 a blocking check). Then `e`
 is registered without a run (missing) and `f` gets a run that failed on an ordinary exception
 (failed, retryable).
 """
@@ -103,7 +104,7 @@ def test_schedule__requests_failed_then_missing_but_not_bad_input_or_current(wor
 
 def test_run_retries__failed_for_good_is_not_retried_a_crash_is(world):
     """The daemon's run retries read `dagster/will_retry`, set when the failure is recorded: the
-    refused batch and the failed blocking check are final, the crash is retried."""
+    refused batches are final, the crash is retried."""
     _, instance, _ = world
     latest = {}
     for run in sorted(instance.get_runs(), key=lambda r: instance.get_run_record_by_id(
@@ -111,10 +112,10 @@ def test_run_retries__failed_for_good_is_not_retried_a_crash_is(world):
         latest[run.tags.get("dagster/partition")] = run
     assert {b: latest[b].tags.get("dagster/will_retry") for b in "dgf"} == {
         "d": "false", "g": "false", "f": "true"}
-    checks = instance.all_logs(latest["g"].run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
-    failed = [c for c in (e.dagster_event.asset_check_evaluation_data for e in checks)
-              if not c.passed and c.severity == dg.AssetCheckSeverity.ERROR]
-    assert [c.check_name for c in failed] == ["thermal_plausible"]
+    failures = instance.all_logs(latest["g"].run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+    assert [e.step_key for e in failures] == ["imagery_batch"]
+    assert "thermal.tif: converted with thermal_unit" in \
+        failures[0].dagster_event.step_failure_data.user_failure_data.description
     assert [e.step_key for e in instance.all_logs(
         latest["g"].run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY)] == []
 

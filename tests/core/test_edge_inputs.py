@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from affine import Affine
 
-from pipeline.core.errors import NoOverlap
+from pipeline.core.errors import ManifestError, NoOverlap, ZonesError
 from pipeline.core.grid import batch_grid
 from pipeline.core.manifest import parse_manifest
 from pipeline.core.mosaic import ImageSource, count_out_of_range, mosaic
@@ -289,3 +289,51 @@ def test_batch__fields_not_flown_kept_and_masked_values_on_the_first_page(tmp_pa
     first = " ".join(PdfReader(io.BytesIO(pdf)).pages[0].extract_text().split())
     assert "ortho.tif 40 values" in first
     assert "2 without imagery in this batch" in first and "gap, far" in first
+
+
+_GOOD = {"schema_version": 1, "batch_id": "b1",
+         "images": [{"path": "a.tif", "bands": ["red", "nir"]}]}
+
+
+@pytest.mark.parametrize(("data", "match"), [
+    (json.dumps(_GOOD).encode()[:-7], "is not valid JSON"),  # truncated upload
+    (json.dumps({**_GOOD, "images": "a.tif"}).encode(), "`images`"),  # wrong type
+    (json.dumps({**_GOOD, "images": _GOOD["images"] * 2}).encode(), "'a.tif' is listed twice"),
+    (json.dumps({**_GOOD, "batch_id": "b2"}).encode(), "`batch_id` is 'b2' but .* prefix 'b1'"),
+])
+def test_parse_manifest__held_out_defects_refused_naming_the_manifest(data, match):
+    with pytest.raises(ManifestError, match=rf"^b1/manifest\.json: .*{match}"):
+        parse_manifest(data, name="b1/manifest.json", batch_id="b1")
+
+
+def test_parse_manifest__utf8_bom_is_read_as_the_same_manifest():
+    data = json.dumps({**_GOOD, "reflectance_scale": 0.0001}).encode()
+    plain = parse_manifest(data, name="b1/manifest.json", batch_id="b1")
+    assert parse_manifest(b"\xef\xbb\xbf" + data, name="b1/manifest.json", batch_id="b1") == plain
+
+
+@pytest.mark.parametrize(("zones", "match"), [
+    (b'{"type": "FeatureCollection", "features": [', "is not valid JSON"),
+    (_zones_doc({"a": (X0, Y0 - 5, X0 + 5, Y0)}).replace(b'{"name": "a"}', b"{}"),
+     "feature 0 has no `properties.name`"),
+])
+def test_validate_images__broken_zones_or_nameless_zone_refused_before_any_pixel(tmp_path, zones,
+                                                                                 match):
+    _ortho(tmp_path / "a.tif", left=X0)
+    manifest = parse_manifest(json.dumps({**_GOOD, "zones": "fields.geojson"}).encode(),
+                              name="b1/manifest.json", batch_id="b1")
+    with pytest.raises(ZonesError, match=rf"^fields\.geojson: {match}"):
+        validate_images(manifest=manifest, locate=lambda p: str(tmp_path / p), gdal_options={},
+                        zones_geojson=zones)
+
+
+def test_mosaic__one_pixel_tile_is_placed_exactly(tmp_path):
+    _ortho(tmp_path / "a.tif", left=X0, size=6)
+    write_raster(tmp_path / "dot.tif", np.array([[[0.2]], [[0.7]]], np.float32),
+                 transform=north_up(left=X0 + 6 * RES, top=Y0 - 2 * RES, res=RES))
+    sources = [ImageSource("a.tif", str(tmp_path / "a.tif"), ("red", "nir")),
+               ImageSource("dot.tif", str(tmp_path / "dot.tif"), ("red", "nir"))]
+    m = mosaic(sources=sources, reflectance_scale=1.0, chunks=4)
+    assert m.grid.shape == (6, 7)
+    nir = m.bands["nir"].values
+    assert nir[2, 6] == np.float32(0.7) and np.isnan(nir[[0, 1, 3, 4, 5], 6]).all()

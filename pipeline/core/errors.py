@@ -81,7 +81,13 @@ class NoValidData(ImageryError):
 
 
 class ZonesError(ImageryError):
-    """The zones GeoJSON is malformed or outside the batch."""
+    """The zones GeoJSON is malformed, or a feature has no name (a zone outside the imagery is
+    kept, not refused: DESIGN.md §2)."""
+
+
+class ImplausibleThermal(ImageryError):
+    """A thermal image whose values, converted as the manifest says, are mostly not surface
+    temperatures (outside -40…150 °C): a wrong thermal_unit or scale."""
 
 
 class StorageUnavailable(TransientError):

@@ -22,11 +22,14 @@ import xarray as xr
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
-from pipeline.core.errors import ImageryError
+from pipeline.core.errors import ImplausibleThermal
 from pipeline.core.sources import _READ_ERRORS, ImageSource, _read_failure
 from pipeline.core.thermal import to_celsius
 
 PLAUSIBLE_C = (-40.0, 150.0)
+__all__ = ["PLAUSIBLE_C", "ImplausibleThermal", "ThermalSample", "check_thermal_plausible",
+           "sample_thermal"]
+
 MOSTLY = 0.5  # refused when more than this fraction of the valid sample is implausible
 SAMPLE_SIDE = 256
 SMALL_PIXELS = 4_000_000
@@ -40,10 +43,6 @@ _CANDIDATES = (
     ("thermal_scale 0.04 and thermal_offset -273.15 (DJI XT2 / FLIR TIFF)", 0.04, -_KELVIN),
     ("thermal_scale 0.1 and thermal_offset -273.15 (decikelvin)", 0.1, -_KELVIN),
 )
-
-
-class ImplausibleThermal(ImageryError):
-    """A thermal image whose calibrated values are not surface temperatures."""
 
 
 @dataclass(frozen=True)

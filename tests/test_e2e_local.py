@@ -151,6 +151,8 @@ def test_job__failed_publish_leaves_no_dask_callback_registered(local, tmp_path)
     # outside [-1, 10]; the thermal maps may be published by then and must be withdrawn
     ("no_reflectance_scale", ("ortho_west.tif, ortho_east.tif: holds no valid pixel",
                               "check reflectance_scale")),
+    # an image listed in the manifest but never uploaded
+    ("missing_image", ("ortho_east.tif: is listed in manifest.json but was not uploaded",)),
 ])
 def test_job__refused_batch_publishes_nothing(local, tmp_path, case, expect):
     definitions, instance = local
@@ -160,10 +162,11 @@ def test_job__refused_batch_publishes_nothing(local, tmp_path, case, expect):
         for image in manifest["images"]:
             if image["path"] == "thermal.tif":
                 image["thermal_unit"] = "kelvin"
-    else:
+    elif case == "no_reflectance_scale":
         manifest["reflectance_scale"] = 1.0
     (sample.folder / "manifest.json").write_text(json.dumps(manifest))
-    upload_batch(definitions, sample.folder, sample.batch_id, sample.files)
+    upload_batch(definitions, sample.folder, sample.batch_id,
+                 [f for f in sample.files if case != "missing_image" or f != "ortho_east.tif"])
     (run,) = launch_requested_runs(definitions, instance, sensor_tick(definitions, instance))
     assert not run.success
     text = failure_text(run)

@@ -107,7 +107,8 @@ def _withdrawn_if_refused(context, batch: ValidatedBatch, object_store: ObjectSt
     (the other analysis may have run first), so a refused batch leaves nothing under
     analysis-heatmaps/ or reports/ (DESIGN.md §2); the error then goes on to
     `decided_by_error_kind`. Every other refusal happens while the batch is validated, before
-    anything is published, and no later step of a refused run publishes (resources/io_managers.py)."""
+    anything is published, and no later step of a refused run publishes
+    (resources/io_managers.py)."""
     try:
         yield
     except ImageryError:

@@ -104,8 +104,10 @@ def check_thermal_plausible(*, source: ImageSource, unit: str | None, scale: flo
     outside = float(np.mean(~((celsius >= lo) & (celsius <= hi))))
     if outside <= MOSTLY:
         return sample
-    declared = (f'thermal_scale {scale} and thermal_offset {offset}' if scale is not None
-                else f'thermal_unit "{unit or "celsius"}"' + (" (the default)" if unit is None else ""))
+    if scale is not None:
+        declared = f"thermal_scale {scale} and thermal_offset {offset}"
+    else:
+        declared = f'thermal_unit "{unit or "celsius"}"' + (" (the default)" if unit is None else "")
     median = float(np.median(sample.dn))
     fits = [name for name, k, b in _CANDIDATES
             if lo <= median * k + b <= hi and name.split(" (")[0] != declared.split(" (")[0]]

@@ -187,7 +187,8 @@ def test_batch_grid__real_flir_frame_has_no_crs():
 def test_batch_grid__no_overlap_and_too_large(tmp_path):
     sources = [ImageSource("rgbn.tif", str(REAL / "rgbn_5m.tif"), ("red", "green", "blue", "nir")),
                ImageSource("rgb.tif", str(REAL / "landsat7_rgb_byte.tif"), ("red", "green", "blue"))]
-    with pytest.raises(NoOverlap, match=r"^rgb\.tif: covers"):  # the second: the first sets the grid
+    # two images apart: the second is named (the first sets the grid)
+    with pytest.raises(NoOverlap, match=r"^rgb\.tif: covers"):
         batch_grid(sources)
     with pytest.raises(RasterTooLarge, match=r"rgbn\.tif: declares 515 x 403 pixels"):
         batch_grid(sources[:1], max_pixels=100_000)

@@ -1,20 +1,26 @@
 """Vegetation indices and thermal maps: thin wrappers around `pipeline.core.analysis`.
 
-Each multi-asset runs one dask graph (inputs decoded once) and yields three assets: the float32
-COGs, the RGBA heatmap COGs with PNG previews, and the statistics the report is built from.
+Each multi-asset runs one pass of the raster engine (inputs decoded once) and yields three assets:
+the float32 COGs, the paletted heatmap COGs with PNG previews, and the statistics the report is
+built from. Window results stream back to this process, which encodes the COGs in its own
+temporary folder: dask workers need the object store only, no shared disk (DESIGN.md §5).
 """
 
 import hashlib
+import tempfile
 from contextlib import contextmanager
+from pathlib import Path
 
 import dagster as dg
 
 from assets.failures import decided_by_error_kind
 from pipeline.core.analysis import analyse_indices, analyse_thermal
+from pipeline.core.cog import CogEncoding
 from pipeline.core.errors import ImageryError
 from pipeline.core.registry import BUILTIN_REGISTRY, THERMAL_SCALE, Registry
 from pipeline.core.validation import ValidatedBatch, thermal_calibration
 from pipeline.partitions import imagery_batches
+from pipeline.settings import get_settings
 from resources.dask import DaskResource
 from resources.indices import IndexRegistryResource
 from resources.io_managers import PublishedFiles
@@ -47,7 +53,8 @@ def _index_specs(registry: Registry) -> dict[str, dict]:
             "every batch; " + "; ".join(
                 f"{d.name}: {d.scale.ramp} {d.scale.vmin:g}..{d.scale.vmax:g}"
                 for d in registry.values())
-            + ") with no data transparent, and a PNG preview ≤ 1024 px."),
+            + "): one paletted uint8 band, palette entry 0 = no data (DESIGN.md §3.1), and a PNG "
+            "preview ≤ 1024 px."),
         "index_statistics": dict(
             code_version=version,
             description="Per index ("
@@ -73,6 +80,21 @@ INDICES_CODE_VERSION = indices_code_version(BUILTIN_REGISTRY)
 THERMAL_CODE_VERSION = "1"
 _OWNERS = ["team:imagery"]
 _BUILTIN_SPECS = _index_specs(BUILTIN_REGISTRY)
+
+
+def cog_encoding() -> CogEncoding:
+    """The float COG encoding of the settings (IMAGERY_COG_COMPRESSION, IMAGERY_COG_MAX_Z_ERROR),
+    passed down to the engine as data (workers never read the environment)."""
+    settings = get_settings()
+    return CogEncoding(compression=settings.cog_compression,
+                       max_z_error=settings.cog_max_z_error)
+
+
+@contextmanager
+def _workdir(batch_id: str):
+    """This process's own temporary folder for the stages and COGs of one asset."""
+    with tempfile.TemporaryDirectory(prefix=f"{batch_id}-") as tmp:
+        yield Path(tmp)
 
 
 def _zones(batch: ValidatedBatch, object_store: ObjectStoreResource) -> bytes | None:
@@ -201,15 +223,15 @@ def vegetation_indices(
         zones = _zones(batch, object_store)
         # The scheduler session (and its progress callback, registered process-wide by dask)
         # ends before the first yield: a generator abandoned at a yield would leave it behind.
-        with dask_resource.scratch(batch.batch_id) as workdir:
+        with _workdir(batch.batch_id) as workdir:
             with dask_resource.session() as scheduler:
                 context.log.info(f"Batch {batch.batch_id}: computing indices on {scheduler}")
                 result = analyse_indices(
                     sources=batch.optical_sources,
                     reflectance_scale=batch.manifest.reflectance_scale, workdir=workdir,
                     zones_geojson=zones, zones_name=batch.manifest.zones or "zones",
-                    max_pixels=limits.max_pixels, log=context.log.info,
-                    registry=index_registry.registry())
+                    max_pixels=limits.max_pixels, encoding=cog_encoding(),
+                    log=context.log.info, registry=index_registry.registry())
             rasters = tuple(f for f in result.files if f.kind == "float32")
             heatmaps = tuple(f for f in result.files if f.kind != "float32")
             yield dg.Output(PublishedFiles(rasters), "index_rasters",
@@ -244,7 +266,7 @@ def _thermal_parameters(batch: ValidatedBatch) -> tuple[str | None, float | None
         "thermal_heatmap": dg.AssetOut(
             io_manager_key="heatmap_io_manager", code_version=THERMAL_CODE_VERSION,
             owners=_OWNERS, kinds={"cog", "png"},
-            description=f"RGBA heatmap of temperature on the fixed {THERMAL_SCALE.ramp} scale "
+            description=f"Paletted heatmap of temperature on the fixed {THERMAL_SCALE.ramp} scale "
             f"{THERMAL_SCALE.vmin:g}-{THERMAL_SCALE.vmax:g} °C, and a PNG preview."),
         "thermal_statistics": dg.AssetOut(
             code_version=THERMAL_CODE_VERSION, owners=_OWNERS, kinds={"python"},
@@ -269,14 +291,15 @@ def thermal_maps(
             _withdrawn_if_refused(context, batch, object_store):
         unit, scale, offset = _thermal_parameters(batch)
         zones = _zones(batch, object_store)
-        with dask_resource.scratch(batch.batch_id) as workdir:
+        with _workdir(batch.batch_id) as workdir:
             with dask_resource.session() as scheduler:  # closed before any yield (see above)
                 context.log.info(f"Batch {batch.batch_id}: thermal map on {scheduler}")
                 result = analyse_thermal(
                     sources=batch.thermal_sources, unit=unit, scale=scale, offset=offset,
                     workdir=workdir, zones_geojson=zones,
                     zones_name=batch.manifest.zones or "zones",
-                    max_pixels=limits.max_pixels, log=context.log.info)
+                    max_pixels=limits.max_pixels, encoding=cog_encoding(),
+                    log=context.log.info)
             yield dg.Output(PublishedFiles(tuple(f for f in result.files if f.kind == "float32")),
                             "thermal_raster", metadata={"seconds": round(result.seconds, 2)})
             heatmaps = tuple(f for f in result.files if f.kind != "float32")

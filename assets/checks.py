@@ -67,10 +67,11 @@ def index_cogs_valid(context: dg.AssetCheckExecutionContext,
 
 
 @dg.asset_check(asset="index_heatmaps", partitions_def=imagery_batches, blocking=True,
-                description="Every published heatmap is a valid RGBA COG with a CRS.")
+                description="Every published heatmap is a valid COG with a CRS: one paletted uint8 "
+                "band, nodata 0 (DESIGN.md §3.1).")
 def heatmap_cogs_valid(context: dg.AssetCheckExecutionContext,
                        index_heatmaps: PublishedObjects) -> dg.AssetCheckResult:
-    return final_check(context, _cogs_valid(index_heatmaps, dtype="uint8", count=4))
+    return final_check(context, _cogs_valid(index_heatmaps, dtype="uint8", palette=True))
 
 
 @dg.asset_check(asset="thermal_raster", partitions_def=imagery_batches, blocking=True,
@@ -80,7 +81,8 @@ def thermal_cog_valid(context: dg.AssetCheckExecutionContext,
     return final_check(context, _cogs_valid(thermal_raster, dtype="float32"))
 
 
-def _cogs_valid(published: PublishedObjects, *, dtype: str, count: int = 1) -> dg.AssetCheckResult:
+def _cogs_valid(published: PublishedObjects, *, dtype: str, count: int = 1,
+                palette: bool = False) -> dg.AssetCheckResult:
     from rio_cogeo.cogeo import cog_validate
 
     problems = []
@@ -99,6 +101,9 @@ def _cogs_valid(published: PublishedObjects, *, dtype: str, count: int = 1) -> d
                     problems.append(f"{name}: no CRS")
                 if ds.count != count or ds.dtypes[0] != dtype:
                     problems.append(f"{name}: {ds.count} × {ds.dtypes[0]}, expected {count} × {dtype}")
+                elif palette and (ds.colorinterp[0].name != "palette" or ds.nodata != 0):
+                    problems.append(f"{name}: not paletted with nodata 0 ({ds.colorinterp[0].name}, "
+                                    f"nodata {ds.nodata})")
     return dg.AssetCheckResult(passed=not problems,
                                metadata={"rasters_checked": checked,
                                          "problems": "; ".join(problems) or "none"})

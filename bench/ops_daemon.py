@@ -112,8 +112,7 @@ def run(*, batches: int, size: int, latency_batches: int) -> dict:
             "MINIO_ENDPOINT_URL": server.endpoint_url, "MINIO_ACCESS_KEY": server.access_key,
             "MINIO_SECRET_KEY": server.secret_key, "MINIO_REGION": server.region,
             "IMAGERY_BUCKET": buckets["imagery"], "HEATMAP_BUCKET": buckets["heatmap"],
-            "REPORT_BUCKET": buckets["report"], "IMAGERY_SENSOR_INTERVAL_S": "5",
-            "IMAGERY_SCRATCH_DIR": str(tmp / "scratch")})
+            "REPORT_BUCKET": buckets["report"], "IMAGERY_SENSOR_INTERVAL_S": "5"})
         with temporary_database() as pg, dagster_home(pg, tmp):
             definitions = load_definitions()
             store = object_store(definitions).store()

@@ -2,100 +2,73 @@
 
     python -m bench.profile_ours --size 8192
 
-Each line computes a bigger part of the same graph, so the differences are the cost of a stage:
-1. decode: the 5 mosaic bands (as `pipeline.core.mosaic` reads them: one band per task);
-2. decode, all bands per read: the same pixels read as one (5, y, x) window per chunk -- what a
-   mosaic reading all bands of an image at once would pay (pixel-interleaved inputs);
-3. + indices + heatmaps + statistics (no writing);
-4. + staging (uncompressed tiled GeoTIFFs) = the one `dask.compute` of `analyse_indices`;
-5. COG translation of one float32 and one RGBA stage (× 6 for the job) and a PNG preview.
+1. decode: every window of the 5 bands as the engine's kernels read them (`WindowReader`);
+2. the engine's compute pass: indices, paletted heatmap blocks and statistics tables per window,
+   streamed into the local stages (`engine.run_windows` with the `IndexPass` kernel);
+3. COG encode of one float32 and one paletted stage (× the indices for the job) and a PNG
+   preview; then all of them as `engine.publish` encodes them.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import dask
-import dask.array as dsa
-import numpy as np
 import rasterio
-from rasterio.windows import Window
 
 from bench.generate import BANDS, REFLECTANCE_SCALE, generate
 from pipeline.core.analysis import histogram_bins
-from pipeline.core.cog import stage_rasters, translate_to_cog
+from pipeline.core.cog import CogEncoding, GridSpec, translate_to_cog
+from pipeline.core.engine import publish, run_windows, windows
+from pipeline.core.index_pass import IndexPass
 from pipeline.core.mosaic import ImageSource, mosaic
 from pipeline.core.preview import png_preview
-from pipeline.core.ramps import colorize
-from pipeline.core.registry import available_indices, compute
-from pipeline.core.stats import lazy_stats
-
-
-def _all_bands(path: str, shape: tuple[int, int], chunks: int) -> dsa.Array:
-    def read(block_info=None):
-        (r0, r1), (c0, c1) = block_info[None]["array-location"][1:]
-        with rasterio.open(path) as ds:
-            raw = ds.read(window=Window(c0, r0, c1 - c0, r1 - r0))
-        return np.where(raw == 0, np.nan, raw * np.float32(REFLECTANCE_SCALE)).astype(np.float32)
-
-    return dsa.map_blocks(read, chunks=((5,),) + dsa.core.normalize_chunks((chunks, chunks), shape),
-                          dtype=np.float32, meta=np.empty((0, 0, 0), np.float32))
-
-
-def _timed(label: str, *objs) -> float:
-    t0 = time.monotonic()
-    dask.compute(*objs)
-    seconds = time.monotonic() - t0
-    print(f"{label}: {seconds:.1f} s", flush=True)
-    return seconds
+from pipeline.core.registry import available_indices
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=8192)
-    parser.add_argument("--chunks", type=int, default=2048)
+    parser.add_argument("--chunks", type=int, default=1024)
     args = parser.parse_args()
     path = generate(args.size)
     source = ImageSource(name=path.name, path=str(path), bands=BANDS)
     work = Path(tempfile.mkdtemp(prefix="profile-", dir=path.parent.parent))
     with dask.config.set(scheduler="threads"), rasterio.Env(GDAL_CACHEMAX=128 * 1024 * 1024):
-        def graph():
-            m = mosaic(sources=[source], reflectance_scale=REFLECTANCE_SCALE, chunks=args.chunks)
-            defs = available_indices(m.bands)
-            values = {d.name: compute(d, m.bands) for d in defs}
-            heat = {d.name: colorize(values[d.name], scale=d.scale) for d in defs}
-            stats = []
-            for d in defs:
-                lo, hi, bins = histogram_bins(d)
-                stats.append(lazy_stats(values[d.name], lo=lo, hi=hi, bins=bins).sums)
-            return m, defs, values, heat, stats
-
-        m, *_ = graph()
-        _timed("1. decode (band per task)", *[b.data.sum() for b in m.bands.values()])
-        _timed("2. decode (all bands per read)",
-               _all_bands(str(path), m.grid.shape, args.chunks).sum(axis=(1, 2)))
-        m, defs, values, heat, stats = graph()
-        _timed("3. + indices, heatmaps, statistics", *stats,
-               *[h.data.sum(axis=(1, 2)) for h in heat.values()])
-        m, defs, values, heat, stats = graph()
-        arrays = {}
-        for d in defs:
-            arrays[work / f"{d.name}.stage.tif"] = values[d.name]
-            arrays[work / f"{d.name}_heatmap.stage.tif"] = heat[d.name]
-        _timed("4. + staging (= the one compute of analyse_indices)", stage_rasters(arrays), *stats)
-        for name, profile in (("ndvi", "float32"), ("ndvi_heatmap", "rgba")):
-            t0 = time.monotonic()
-            translate_to_cog(work / f"{name}.stage.tif", work / f"{name}.tif", profile=profile)
-            print(f"5. COG translate {name} ({profile}): {time.monotonic() - t0:.1f} s", flush=True)
+        m = mosaic(sources=[source], reflectance_scale=REFLECTANCE_SCALE, chunks=args.chunks)
+        reader = m.window_reader()
         t0 = time.monotonic()
-        png_preview(work / "ndvi_heatmap.tif", work / "ndvi_heatmap.png")
-        print(f"5. PNG preview: {time.monotonic() - t0:.1f} s", flush=True)
-    for f in work.iterdir():
-        f.unlink()
-    work.rmdir()
+        for rows, cols in windows(m.grid.shape, args.chunks):
+            reader.read(rows, cols)
+        print(f"1. decode (one thread): {time.monotonic() - t0:.1f} s", flush=True)
+        defs = available_indices(m.bands)
+        plan = IndexPass(reader=reader, indices=tuple(d.name for d in defs),
+                         bins={d.name: histogram_bins(d) for d in defs}, zones=(),
+                         transform=tuple(m.grid.transform)[:6],
+                         definitions={d.name: d for d in defs})
+        grid = GridSpec(m.grid.crs, m.grid.transform, m.grid.width, m.grid.height)
+        t0 = time.monotonic()
+        _, stages = run_windows(plan, grid=grid, chunks=args.chunks, workdir=work,
+                                encoding=CogEncoding(), label="pass", log=lambda _: None)
+        print(f"2. compute pass (indices, heatmaps, statistics, stages): "
+              f"{time.monotonic() - t0:.1f} s", flush=True)
+        for name in ("ndvi", "ndvi_heatmap"):
+            t0 = time.monotonic()
+            translate_to_cog(stages[name].path, work / f"one_{name}.tif", profile=stages[name].profile)
+            print(f"3. COG encode {name} ({stages[name].profile.name}): "
+                  f"{time.monotonic() - t0:.1f} s", flush=True)
+        t0 = time.monotonic()
+        png_preview(work / "one_ndvi_heatmap.tif", work / "one.png")
+        print(f"3. PNG preview: {time.monotonic() - t0:.1f} s", flush=True)
+        t0 = time.monotonic()
+        publish(stages, workdir=work, log=lambda _: None)
+        print(f"3. publish all {len(stages)} COGs + previews: {time.monotonic() - t0:.1f} s",
+              flush=True)
+    shutil.rmtree(work)
 
 
 if __name__ == "__main__":

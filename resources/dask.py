@@ -2,19 +2,17 @@
 
 Measured on a 2-core machine: the distributed scheduler was 2x slower than threads for this
 encode-bound work, so it pays only with a real cluster (DASK_SCHEDULER_ADDRESS). Workers of such
-a cluster read the inputs from the object store themselves (GDAL /vsis3/ range reads) and write
-staged rasters to `scratch_dir`, which must then be a filesystem they share with the run worker
-(a shared volume in docker-compose).
+a cluster read the inputs from the object store themselves (GDAL /vsis3/ range reads) and return
+the computed windows to the run worker, which encodes the COGs (`pipeline.core.engine`): they
+share no filesystem with it or with each other (DESIGN.md §5).
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -59,7 +57,6 @@ class ProgressLog(Callback):
 class DaskResource(dg.ConfigurableResource):
     scheduler_address: str | None = None  # DASK_SCHEDULER_ADDRESS
     num_workers: int | None = None  # threads for the local scheduler; default: CPU count
-    scratch_dir: str | None = None  # IMAGERY_SCRATCH_DIR; default: the system temp dir
     _log: Any = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
@@ -79,15 +76,6 @@ class DaskResource(dg.ConfigurableResource):
             with dask.config.set(scheduler="threads", num_workers=workers), \
                     (progress if progress is not None else _nothing()):
                 yield f"threads ({workers})"
-
-    @contextmanager
-    def scratch(self, prefix: str) -> Iterator[Path]:
-        """A temporary folder for staged rasters, removed afterwards."""
-        base = self.scratch_dir or None
-        if base:
-            Path(base).mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=f"{prefix}-", dir=base) as tmp:
-            yield Path(tmp)
 
 
 @contextmanager

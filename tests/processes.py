@@ -1,5 +1,5 @@
 """Long-running services for tests, each in its own session (process group): the Dagster daemon
-and a dask scheduler + worker. Stopped with SIGTERM to the group, SIGKILL after a timeout, and
+and a dask scheduler + workers (optionally each worker with a private /tmp). Stopped with SIGTERM to the group, SIGKILL after a timeout, and
 checked afterwards: no process of the session may be left (a daemon started in the background
 ignores SIGTERM unless it leads its own group, and its code server and run workers are children).
 """
@@ -117,44 +117,84 @@ def _wait_port(port: int, *, service: Service, timeout_s: float) -> None:
 class DaskCluster:
     address: str
     scheduler: Service
-    worker: Service
+    workers: list[Service]
+
+    @property
+    def worker(self) -> Service:
+        return self.workers[0]
+
+
+def _under(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def private_tmp_command(args: list[str], *, keep: list[Path]) -> list[str]:
+    """`args` run in a new mount namespace (`unshare -m`, root only) with an empty private tmpfs
+    on /tmp, as a container or pod has: nothing under the host's /tmp is visible to it but the
+    `keep` paths that lie there (e.g. a venv or a clone under /tmp), bound back in read-only."""
+    tmp = Path("/tmp")
+    binds = []
+    for path in {p.resolve() for p in keep}:
+        if _under(path, tmp):
+            rel = path.relative_to(tmp)
+            binds.append(f"mkdir -p /tmp/{rel} && mount --bind /mnt/{rel} /tmp/{rel} && "
+                         f"mount -o remount,bind,ro /tmp/{rel}")
+    script = " && ".join([
+        "mount --rbind /tmp /mnt",  # this namespace only: the host /tmp, to bind paths back from
+        "mount -t tmpfs -o size=1g,mode=1777 private-tmp /tmp",
+        *binds,
+        "umount -l /mnt",  # and then not even that
+        'exec "$@"',
+    ])
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *args]
 
 
 @contextlib.contextmanager
-def dask_cluster(*, workdir: Path, nthreads: int = 2, env: dict[str, str] | None = None,
+def dask_cluster(*, workdir: Path, nthreads: int = 2, workers: int = 1, private_tmp: bool = False,
+                 env: dict[str, str] | None = None,
                  start_timeout_s: float = 60.0) -> Iterator[DaskCluster]:
-    """A `distributed` scheduler and one worker process (`--nworkers 1 --nthreads N`) on free
-    loopback ports, each in its own session, dashboards off."""
+    """A `distributed` scheduler and `workers` worker processes (`dask worker` CLI, one process
+    of `nthreads` threads each) on free loopback ports, each in its own session, dashboards off.
+
+    `private_tmp`: each worker runs in its own mount namespace with a private tmpfs on /tmp
+    (`private_tmp_command`), so it shares no filesystem with this process or the other workers
+    (DESIGN.md §5); its worker space is in that /tmp."""
     env = dict(env or os.environ)
     port = free_port()
     address = f"tcp://{HOST}:{port}"
     scheduler = start_service("dask-scheduler", [
         sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", HOST, "--port", str(port),
         "--no-dashboard", "--no-show"], env=env, workdir=workdir)
-    worker = None
+    started: list[Service] = []
     try:
         _wait_port(port, service=scheduler, timeout_s=start_timeout_s)
-        worker = start_service("dask-worker", [
-            sys.executable, "-m", "distributed.cli.dask_worker", address, "--host", HOST,
-            "--nworkers", "1", "--nthreads", str(nthreads), "--no-dashboard",
-            "--local-directory", str(workdir / "worker-space"), "--name", "test-worker"],
-            env=env, workdir=workdir)
-        _wait_workers(address, 1, worker=worker, timeout_s=start_timeout_s)
-        yield DaskCluster(address=address, scheduler=scheduler, worker=worker)
+        for i in range(workers):
+            space = "/tmp/dask-worker-space" if private_tmp else str(workdir / f"worker-space-{i}")
+            args = [sys.executable, "-m", "distributed.cli.dask_worker", address, "--host", HOST,
+                    "--nworkers", "1", "--nthreads", str(nthreads), "--no-dashboard",
+                    "--local-directory", space, "--name", f"test-worker-{i}"]
+            if private_tmp:
+                keep = [REPO, Path(sys.prefix), Path(sys.executable).resolve().parent.parent,
+                        *(Path(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p)]
+                args = private_tmp_command(args, keep=keep)
+            started.append(start_service(f"dask-worker-{i}", args, env=env, workdir=workdir))
+        _wait_workers(address, workers, services=started, timeout_s=start_timeout_s)
+        yield DaskCluster(address=address, scheduler=scheduler, workers=started)
     finally:
-        if worker is not None:
-            worker.stop()
+        for service in started:
+            service.stop()
         scheduler.stop()
 
 
-def _wait_workers(address: str, count: int, *, worker: Service, timeout_s: float) -> None:
+def _wait_workers(address: str, count: int, *, services: list[Service], timeout_s: float) -> None:
     from distributed import Client
 
     with Client(address, timeout="20s") as client:
         deadline = time.monotonic() + timeout_s
         while len(client.scheduler_info()["workers"]) < count:
-            if not worker.alive():
-                raise RuntimeError(f"dask worker exited during start-up:\n{worker.tail()}")
+            for service in services:
+                if not service.alive():
+                    raise RuntimeError(f"{service.name} exited during start-up:\n{service.tail()}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{count} dask worker(s) did not join {address}")
             time.sleep(0.2)

@@ -38,7 +38,6 @@ def test_daemon__upload_becomes_report_without_any_call_into_dagster(tmp_path, m
                                                                     seaweed_buckets):
     configure_s3(monkeypatch, seaweed, seaweed_buckets)
     monkeypatch.setenv("IMAGERY_SENSOR_INTERVAL_S", str(SENSOR_INTERVAL_S))
-    monkeypatch.setenv("IMAGERY_SCRATCH_DIR", str(tmp_path / "scratch"))
     with temporary_database() as pg, dagster_home(pg, tmp_path):
         definitions = load_definitions()
         store = object_store(definitions).store()

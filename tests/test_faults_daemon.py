@@ -150,7 +150,6 @@ def daemon_env(tmp_path: Path, monkeypatch, seaweed, buckets, database: PgDataba
     running dagster-daemon; yields (daemon, instance, definitions)."""
     configure_s3(monkeypatch, seaweed, buckets)
     monkeypatch.setenv("IMAGERY_SENSOR_INTERVAL_S", str(sensor_interval_s))
-    monkeypatch.setenv("IMAGERY_SCRATCH_DIR", str(tmp_path / "scratch"))
     with dagster_home(database, tmp_path) as home:
         fast_dagster_yaml(home, max_concurrent_runs=max_concurrent_runs)
         definitions = load_definitions()

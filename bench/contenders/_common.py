@@ -8,6 +8,18 @@ import time
 from pathlib import Path
 
 BANDS = ("blue", "green", "red", "red_edge", "nir")
+
+# The encodings before DESIGN.md contract version 2 (float DEFLATE-6 + predictor 3, RGBA heatmaps
+# DEFLATE + predictor 2): the peer contenders naive and windowed keep them, so the change shows.
+_OLD_COMMON = {"BLOCKSIZE": "512", "BIGTIFF": "IF_SAFER"}
+OLD_PROFILES = {
+    "float32": {"dtype": "float32", "nodata": float("nan"), "creation": {
+        "COMPRESS": "DEFLATE", "PREDICTOR": "FLOATING_POINT", "OVERVIEW_RESAMPLING": "AVERAGE",
+        "RESAMPLING": "AVERAGE", **_OLD_COMMON}},
+    "rgba": {"dtype": "uint8", "nodata": None, "creation": {
+        "COMPRESS": "DEFLATE", "PREDICTOR": "STANDARD", "OVERVIEW_RESAMPLING": "NEAREST",
+        "RESAMPLING": "NEAREST", **_OLD_COMMON}},
+}
 REFLECTANCE_SCALE = 1e-4
 
 

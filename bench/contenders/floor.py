@@ -2,13 +2,14 @@
 
 1. decode: every 512² block of the input (all 5 bands per read), 2 threads with one dataset
    handle each; nothing is computed except the nodata mask of blocks that are partly valid.
-2. stage: 6 float32 + 6 RGBA uncompressed tiled (512²) GeoTIFFs written block by block
-   (identical to `pipeline.core.cog` staging). Pixel values are NOT computed per block: one
+2. stage: 6 float32 + 6 paletted uint8 uncompressed tiled (512²) GeoTIFFs written block by block
+   (`pipeline.core.cog.Stage`, as the engine stages). Pixel values are NOT computed per block: one
    representative 512² tile of each index and heatmap, computed from a fully valid input block
-   near the centre, is written at every valid block (NaN / alpha 0 where the real input mask says
-   nodata; fully empty blocks left sparse). DEFLATE compresses each 512² tile on its own, so the
-   encode cost per tile equals that of the real data.
-3. encode: `pipeline.core.cog.translate_to_cog` (COG driver, `COG_PROFILES`, NUM_THREADS=ALL_CPUS,
+   near the centre, is written at every valid block (NaN / palette 0 where the real input mask
+   says nodata; fully empty blocks left sparse). The codec compresses each 512² tile on its own,
+   so the encode cost per tile equals that of the real data.
+3. encode: `pipeline.core.cog.translate_to_cog` (COG driver, the production encodings of
+   DESIGN.md §3.1: float ZSTD + predictor 3, paletted heatmaps; NUM_THREADS=ALL_CPUS,
    GDAL_CACHEMAX 128 MB) of the 12 staged files, and the 6 PNG previews (`png_preview`).
 """
 
@@ -22,9 +23,9 @@ import rasterio
 from rasterio.windows import Window
 
 from bench.contenders._common import REFLECTANCE_SCALE, Phases, parse
-from pipeline.core.cog import STAGE_BLOCK, translate_to_cog
+from pipeline.core.cog import CogEncoding, GridSpec, Stage, translate_to_cog
 from pipeline.core.preview import png_preview
-from pipeline.core.ramps import colorize
+from pipeline.core.ramps import palette_index
 from pipeline.core.registry import available_indices, compute
 
 BLOCK = 512
@@ -70,31 +71,28 @@ def _tiles(sample: np.ndarray) -> dict[str, tuple[np.ndarray, str]]:
     tiles = {}
     for index in available_indices(bands):  # as ours: every index the 5 bands allow
         values = compute(index, bands)
-        tiles[index.name] = (values.values, "float32")
-        tiles[f"{index.name}_heatmap"] = (colorize(values, scale=index.scale).values, "rgba")
+        tiles[index.name] = (values.values, "float32", None)
+        tiles[f"{index.name}_heatmap"] = (
+            palette_index(values.values, vmin=index.scale.vmin, vmax=index.scale.vmax), "palette",
+            index.scale)
     return tiles
 
 
-def _stage(path, like: rasterio.DatasetReader, tile: np.ndarray, masks) -> None:
-    """Uncompressed tiled stage with the same creation profile as `pipeline.core.cog`."""
-    rgba = tile.ndim == 3
-    profile = {
-        "driver": "GTiff", "width": like.width, "height": like.height, "count": 4 if rgba else 1,
-        "dtype": tile.dtype.name, "crs": like.crs, "transform": like.transform,
-        "nodata": None if rgba else float("nan"), "tiled": True, "blockxsize": STAGE_BLOCK,
-        "blockysize": STAGE_BLOCK, "compress": "NONE", "sparse_ok": True,
-        "bigtiff": "IF_NEEDED", "interleave": "band",
-    }
-    if rgba:
-        profile.update(photometric="RGB", alpha="YES")
-    with rasterio.open(path, "w", **profile) as dst:
+def _stage(path, like: rasterio.DatasetReader, tile: np.ndarray, kind: str, scale, masks) -> Stage:
+    """Uncompressed tiled stage, exactly as the engine writes them."""
+    stage = Stage(path, grid=GridSpec(like.crs, like.transform, like.width, like.height),
+                  profile=CogEncoding().profile(kind), scale=scale)
+    try:
         for (r, c), mask in masks.items():
             h, w = min(BLOCK, like.height - r), min(BLOCK, like.width - c)
-            block = tile[..., :h, :w]
-            if mask is not None:  # NaN (float) or transparent black (RGBA) where nodata
-                block = np.where(mask[:h, :w], block, np.nan if not rgba else 0)
+            block = tile[:h, :w]
+            if mask is not None:  # NaN (float) or palette 0 where nodata
+                block = np.where(mask[:h, :w], block, np.nan if kind == "float32" else 0)
                 block = block.astype(tile.dtype)
-            dst.write(block, window=Window(c, r, w, h), indexes=[1, 2, 3, 4] if rgba else 1)
+            stage.write(block, rows=(r, r + h), cols=(c, c + w))
+    finally:
+        stage.close()
+    return stage
 
 
 def main() -> None:
@@ -105,17 +103,15 @@ def main() -> None:
     tiles = _tiles(sample)
     staged = {}
     with rasterio.Env(GDAL_CACHEMAX=128 * 1024 * 1024), rasterio.open(args.input) as like:
-        for name, (tile, profile) in tiles.items():
-            path = args.out / f"{name}.stage.tif"
-            _stage(path, like, tile, masks)
-            staged[name] = (path, profile)
+        for name, (tile, kind, scale) in tiles.items():
+            staged[name] = _stage(args.out / f"{name}.stage.tif", like, tile, kind, scale, masks)
     phases.mark("stage")
-    for name, (path, profile) in staged.items():
+    for name, stage in staged.items():
         cog = args.out / f"{name}.tif"
-        translate_to_cog(path, cog, profile=profile)
-        path.unlink()
+        translate_to_cog(stage.path, cog, profile=stage.profile)
+        stage.path.unlink()
         phases.mark("cog_translate")
-        if profile == "rgba":
+        if stage.profile.kind == "palette":
             png_preview(cog, args.out / f"{name}.png")
             phases.mark("png")
     phases.done(files=len(staged) + 6)

@@ -3,7 +3,7 @@
 Reads all bands with `rasterio .read()`, computes the 6 indices with numpy (float32, NaN where
 nodata or a denominator is 0), statistics with numpy (nanmean/nanstd/nanmin/nanmax/
 nanpercentile), colours heatmaps with matplotlib (`cmap(norm(values), bytes=True)`), and writes
-each output with `rasterio.open(..., driver="COG")` using the `COG_PROFILES` creation options plus
+each output with `rasterio.open(..., driver="COG")` using the `OLD_PROFILES` creation options plus
 NUM_THREADS=ALL_CPUS, then a decimated PNG preview. One index at a time (the 5 bands stay loaded).
 """
 
@@ -14,8 +14,7 @@ import rasterio
 from matplotlib import colormaps
 from matplotlib.colors import Normalize
 
-from bench.contenders._common import BANDS, REFLECTANCE_SCALE, Phases, parse
-from pipeline.core.cog import COG_PROFILES
+from bench.contenders._common import OLD_PROFILES, BANDS, REFLECTANCE_SCALE, Phases, parse
 from pipeline.core.registry import INDICES
 
 FORMULAS = {
@@ -30,7 +29,7 @@ FORMULAS = {
 
 
 def _write_cog(path, data: np.ndarray, profile_name: str, like) -> None:
-    p = COG_PROFILES[profile_name]
+    p = OLD_PROFILES[profile_name]
     options = {k.lower(): v for k, v in p["creation"].items()}
     count = 1 if data.ndim == 2 else data.shape[0]
     with rasterio.open(path, "w", driver="COG", width=like.width, height=like.height,

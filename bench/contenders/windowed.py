@@ -4,7 +4,7 @@ For each 512² block window of the input (`src.block_windows(1)`, single-threade
 bands, compute the 6 indices with numpy, colour heatmaps with a 256-entry LUT, update streaming
 statistics (sums, min/max, a fixed-range histogram of 0.001-wide bins for percentiles), write
 each result window into 12 open uncompressed tiled (512²) GeoTIFFs. Then COG-translate each with
-GDAL's COG driver (`COG_PROFILES` options, NUM_THREADS=ALL_CPUS) and write PNG previews from the
+GDAL's COG driver (`OLD_PROFILES` options, NUM_THREADS=ALL_CPUS) and write PNG previews from the
 COG overviews.
 """
 
@@ -15,9 +15,8 @@ import rasterio
 import rasterio.shutil
 from rasterio.enums import ColorInterp, Resampling
 
-from bench.contenders._common import BANDS, REFLECTANCE_SCALE, Phases, parse
+from bench.contenders._common import OLD_PROFILES, BANDS, REFLECTANCE_SCALE, Phases, parse
 from bench.contenders.naive import FORMULAS
-from pipeline.core.cog import COG_PROFILES
 from pipeline.core.ramps import lut
 from pipeline.core.registry import INDICES
 
@@ -84,7 +83,7 @@ def main() -> None:
             profile = "rgba" if name.endswith("_heatmap") else "float32"
             cog = args.out / f"{name}.tif"
             rasterio.shutil.copy(dst.name, cog, driver="COG", num_threads="ALL_CPUS",
-                                 **dict(COG_PROFILES[profile]["creation"]))
+                                 **dict(OLD_PROFILES[profile]["creation"]))
             (args.out / f"{name}.stage.tif").unlink()
             phases.mark("cog_translate")
             if profile == "rgba":

@@ -1,14 +1,17 @@
-"""The analysis of one batch, as one dask graph per sensor family.
+"""The analysis of one batch: one pass of the raster engine per sensor family.
 
-`analyse_indices` computes every index its bands allow, their RGBA heatmaps and their streaming
-statistics (whole grid, NDVI classes, zones) in ONE pass of window tasks (`index_pass`): each
-input block is decoded once however many indices there are, and memory is bounded by the
-windows in flight, not by the image. The staged rasters are then translated into COGs and PNG previews in
-`workdir`. `analyse_thermal` does the same for the thermal band, plus a second pass for hotspots
-(their threshold depends on the frame's statistics).
+`analyse_indices` computes every index its bands allow, their paletted heatmaps and their
+streaming statistics (whole grid, NDVI classes, zones) in ONE pass of window tasks
+(`pipeline.core.engine` with the `IndexPass` kernel): each input block is decoded once however
+many indices there are, and memory is bounded by the windows in flight, not by the image. The
+window results stream into local stages in `workdir` (this process's own temporary folder: the
+workers of a `distributed` cluster share no disk with it), which are then encoded into COGs
+(`encoding`, DESIGN.md §3.1) and PNG previews. `analyse_thermal` runs the same engine with the
+`ThermalPass` kernel, then finds hotspots (their threshold depends on the frame's statistics) in
+its local °C stage.
 
-Dagster-free: the caller chooses the scheduler (threads or a distributed client) and uploads
-the files.
+Dagster-free: the caller chooses the scheduler (threads or a distributed client), the encoding,
+and uploads the files.
 """
 
 from __future__ import annotations
@@ -21,32 +24,31 @@ from typing import Any
 
 import dask
 import numpy as np
+import rioxarray
 
-from pipeline.core.cog import create_stage, stage_rasters, translate_to_cog
+from pipeline.core.cog import CogEncoding, GridSpec
+from pipeline.core.engine import OutputFile, publish, run_windows
 from pipeline.core.errors import NoValidData
 from pipeline.core.grid import Grid
-from pipeline.core.index_pass import IndexPass, as_lazy_stats, lazy_index_pass
+from pipeline.core.index_pass import IndexPass, ThermalPass, as_lazy_stats
 from pipeline.core.mosaic import REFLECTANCE_RANGE, ImageSource, count_out_of_range, mosaic
-from pipeline.core.preview import png_preview
-from pipeline.core.ramps import colorize
 from pipeline.core.registry import (
     BUILTIN_REGISTRY,
     INDICES,
     THERMAL_SCALE,
     IndexDef,
     Registry,
-    compute,
 )
 from pipeline.core.stats import (
+    Bins,
     LazyStats,
     finalize,
     finalize_thermal,
     finalize_zone,
-    lazy_stats,
     zone_area_m2,
 )
-from pipeline.core.thermal import find_hotspots, hotspot_threshold, to_celsius
-from pipeline.core.zones import load_zones, zone_labels
+from pipeline.core.thermal import calibration, find_hotspots, hotspot_threshold, thermal_bins
+from pipeline.core.zones import load_zones
 
 Log = Callable[[str], None]
 BIN_WIDTH = 0.001  # index units: percentiles within 0.001 (DESIGN.md asks 0.005)
@@ -58,15 +60,6 @@ MAX_BINS = 20_000  # per index: bounds the window tables of an index with a wide
 
 def _quiet(_: str) -> None:
     pass
-
-
-@dataclass(frozen=True)
-class OutputFile:
-    """A finished local file and the object name it is published under (DESIGN.md §3)."""
-
-    object_name: str  # e.g. "ndvi.tif", "ndvi_heatmap.tif", "ndvi_heatmap.png"
-    path: Path
-    kind: str  # "float32" | "rgba" | "png"
 
 
 @dataclass(frozen=True)
@@ -92,6 +85,7 @@ class IndexAnalysis:
     seconds: float
     # per file: optical values masked as reflectance outside [-1, 10] or not finite (DESIGN.md §2)
     masked_values: dict[str, int] = field(default_factory=dict)
+    encoding: dict[str, Any] = field(default_factory=dict)  # summary.json artifacts_encoding
 
 
 @dataclass
@@ -103,9 +97,10 @@ class ThermalAnalysis:
     zones: dict[str, dict[str, Any]]  # zone name -> mean_c, max_c
     zone_areas_m2: dict[str, float]
     seconds: float
+    encoding: dict[str, Any] = field(default_factory=dict)  # summary.json artifacts_encoding
 
 
-def histogram_bins(index: IndexDef) -> tuple[float, float, int]:
+def histogram_bins(index: IndexDef) -> Bins:
     """Histogram range and bin count for an index: its value range widened to at least
     [-1.5, 1.5], unbounded indices (evi, vari) to [-5, 5]; bins of BIN_WIDTH.
 
@@ -121,7 +116,7 @@ def histogram_bins(index: IndexDef) -> tuple[float, float, int]:
         lo, hi = min(lo, -1.5), max(hi, 1.5)
     if index.name in ("evi", "vari") and not index.custom:
         lo, hi = -5.0, 5.0
-    return lo, hi, min(int(round((hi - lo) / BIN_WIDTH)), MAX_BINS)
+    return Bins(lo=lo, hi=hi, bins=min(int(round((hi - lo) / BIN_WIDTH)), MAX_BINS))
 
 
 def coarse_histogram(parts: LazyStats, *, vmin: float, vmax: float,
@@ -139,21 +134,8 @@ def coarse_histogram(parts: LazyStats, *, vmin: float, vmax: float,
     return Histogram(edges=[float(e) for e in edges], counts=[int(round(c)) for c in counts])
 
 
-def _publish(staged: dict[str, tuple[Path, str]], workdir: Path, log: Log) -> list[OutputFile]:
-    files: list[OutputFile] = []
-    for name, (stage, profile) in staged.items():
-        t0 = time.monotonic()
-        cog = workdir / f"{name}.tif"
-        translate_to_cog(stage, cog, profile=profile)
-        stage.unlink()
-        files.append(OutputFile(f"{name}.tif", cog, profile))
-        if profile == "rgba":
-            png = workdir / f"{name}.png"
-            png_preview(cog, png)
-            files.append(OutputFile(f"{name}.png", png, "png"))
-        log(f"{name}.tif: COG written ({cog.stat().st_size / 1e6:.1f} MB, "
-            f"{time.monotonic() - t0:.1f} s)")
-    return files
+def _grid_spec(grid: Grid) -> GridSpec:
+    return GridSpec(crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height)
 
 
 def _no_valid_data(sources: Sequence[ImageSource], family: str,
@@ -179,6 +161,7 @@ def analyse_indices(
     zones_name: str = "zones",
     chunks: int = 1024,
     max_pixels: int = 2_000_000_000,
+    encoding: CogEncoding = CogEncoding(),
     log: Log = _quiet,
     registry: Registry = BUILTIN_REGISTRY,
 ) -> IndexAnalysis:
@@ -201,35 +184,23 @@ def analyse_indices(
         f"{grid.height} grid ({grid.crs.to_string()}), chunks of {chunks}²; "
         f"indices: {', '.join(d.name for d in defs)}; {len(zones)} zone(s)")
 
-    staged: dict[str, tuple[Path, str]] = {}
-    for index in defs:  # create the staged files from the lazy arrays' metadata (not computed)
-        values = compute(index, m.bands)
-        for name, da, profile in ((index.name, values, "float32"),
-                                  (f"{index.name}_heatmap", colorize(values, scale=index.scale),
-                                   "rgba")):
-            staged[name] = (workdir / f"{name}.stage.tif", profile)
-            create_stage(staged[name][0], da)
     bins = {index.name: histogram_bins(index) for index in defs}
     plan = IndexPass(reader=m.window_reader(), indices=tuple(d.name for d in defs), bins=bins,
                      definitions={d.name: d for d in defs},
                      zones=tuple(z.geometry for z in zones),
-                     transform=tuple(grid.transform)[:6],
-                     stages={name: str(path) for name, (path, _) in staged.items()})
-    t0 = time.monotonic()
+                     transform=tuple(grid.transform)[:6])
     masked_lazy = count_out_of_range(sources=sources, reflectance_scale=reflectance_scale,
                                      chunks=max(chunks, 2048))
-    tables, masked = dask.compute(lazy_index_pass(plan, shape=grid.shape, chunks=chunks),
-                                  masked_lazy)
+    tables, stages = run_windows(plan, grid=_grid_spec(grid), chunks=chunks, workdir=workdir,
+                                 encoding=encoding, label="Indices", log=log)
+    (masked,) = dask.compute(masked_lazy)  # reads only files whose DNs may leave the range
     lo, hi = REFLECTANCE_RANGE
     for name, count in masked.items():
         if count:
             log(f"{name}: {count:,} band values are not a reflectance (DN × {reflectance_scale:g} "
                 f"not finite or outside [{lo:g}, {hi:g}], e.g. an undeclared nodata sentinel) "
                 "and were treated as nodata")
-    computed = {name: as_lazy_stats(tables[name], lo=bins[name][0], hi=bins[name][1],
-                                    bins=bins[name][2]) for name in tables}
-    log(f"Computed {len(defs)} indices, heatmaps and statistics in one pass "
-        f"({grid.width * grid.height / 1e6:.1f} MP, {time.monotonic() - t0:.1f} s)")
+    computed = {name: as_lazy_stats(tables[name], bins=bins[name]) for name in tables}
 
     pixel_area = grid.pixel_area_m2
     results: dict[str, IndexResult] = {}
@@ -253,9 +224,10 @@ def analyse_indices(
         if area == 0.0:
             log(f"Zone {name!r}: no valid pixel in this batch (not flown); kept with area 0 and "
                 "no statistics")
-    files = _publish(staged, workdir, log)
+    files = publish(stages, workdir=workdir, log=log)
     return IndexAnalysis(grid=grid, indices=results, files=files, zone_areas_m2=zone_areas,
-                         seconds=time.monotonic() - started, masked_values=dict(masked))
+                         seconds=time.monotonic() - started, masked_values=dict(masked),
+                         encoding=encoding.summary())
 
 
 def analyse_thermal(
@@ -267,35 +239,40 @@ def analyse_thermal(
     workdir: Path,
     zones_geojson: bytes | None = None,
     zones_name: str = "zones",
-    chunks: int = 2048,
+    chunks: int = 1024,
     max_pixels: int = 2_000_000_000,
+    encoding: CogEncoding = CogEncoding(),
     log: Log = _quiet,
 ) -> ThermalAnalysis:
     """Thermal map in °C on its own grid: COG, heatmap, preview, statistics and hotspots."""
     started = time.monotonic()
     m = mosaic(sources=sources, reflectance_scale=1.0, chunks=chunks, max_pixels=max_pixels)
     grid = m.thermal_grid
-    celsius = to_celsius(m.thermal_dn, unit=unit, scale=scale, offset=offset)
-    celsius = celsius.rio.write_crs(grid.crs)
-    zones = load_zones(zones_geojson, name=zones_name, grid=grid) if zones_geojson else []
-    labels = zone_labels(zones, grid=grid, chunks=chunks) if zones else None
+    k, b = calibration(unit=unit, scale=scale, offset=offset)
+    integer_dn = m.thermal_aligned and all(np.issubdtype(np.dtype(d), np.integer)
+                                           for d in m.thermal_dtypes)
     lo, hi = THERMAL_RANGE_C
-    parts = lazy_stats(celsius, lo=lo, hi=hi, bins=int(round((hi - lo) / THERMAL_BIN_C)),
-                       labels=labels, n_labels=len(zones))
-    staged = {"thermal_c": (workdir / "thermal_c.stage.tif", "float32"),
-              "thermal_heatmap": (workdir / "thermal_heatmap.stage.tif", "rgba")}
-    task = stage_rasters({staged["thermal_c"][0]: celsius,
-                          staged["thermal_heatmap"][0]: colorize(celsius, scale=THERMAL_SCALE)})
-    t0 = time.monotonic()
-    _, p = dask.compute(task, parts)
+    bins = thermal_bins(k=k, b=b, integer_dn=integer_dn, lo=lo, hi=hi, bin_c=THERMAL_BIN_C)
+    zones = load_zones(zones_geojson, name=zones_name, grid=grid) if zones_geojson else []
+    plan = ThermalPass(reader=m.thermal_window_reader(), k=k, b=b, scale=THERMAL_SCALE,
+                       bins=bins, zones=tuple(z.geometry for z in zones),
+                       transform=tuple(grid.transform)[:6])
     log(f"Thermal: {len(sources)} image(s) on a {grid.width} × {grid.height} grid "
-        f"({grid.crs.to_string()}), computed in {time.monotonic() - t0:.1f} s")
+        f"({grid.crs.to_string()}), °C = DN × {k:g} + {b:g}"
+        f"{', exact percentiles (integer DN)' if bins.exact else ''}")
+    tables, stages = run_windows(plan, grid=_grid_spec(grid), chunks=chunks, workdir=workdir,
+                                 encoding=encoding, label="Thermal", log=log)
+    p = as_lazy_stats(tables["thermal"], bins=bins)
 
     whole = finalize(p, grid_pixels=grid.width * grid.height, pixel_area_m2=grid.pixel_area_m2)
     if whole["valid_fraction"] == 0:
         raise _no_valid_data(sources, "thermal")
     threshold = hotspot_threshold(whole)
-    hotspots = find_hotspots(celsius, threshold=threshold, grid=grid)
+    # hotspots from this process's own °C stage, on local threads (no worker can see the file)
+    stage = rioxarray.open_rasterio(stages["thermal_c"].path, chunks=chunks, lock=False,
+                                    masked=False).squeeze("band", drop=True)
+    with dask.config.set(scheduler="threads"):
+        hotspots = find_hotspots(stage, threshold=threshold, grid=grid)
     stats = {**finalize_thermal(p),
              "hotspot_threshold_c": threshold if np.isfinite(threshold) else None,
              "hotspot_area_m2": float(sum(h.area_m2 for h in hotspots)),
@@ -308,11 +285,11 @@ def analyse_thermal(
         zone_stats[z.name] = {"mean_c": t["mean_c"], "max_c": t["max_c"]}
     zone_areas = {z.name: zone_area_m2(p, label=i + 1, pixel_area_m2=grid.pixel_area_m2)
                   if zone_stats[z.name]["mean_c"] is not None else 0.0 for i, z in enumerate(zones)}
-    files = _publish(staged, workdir, log)
+    files = publish(stages, workdir=workdir, log=log)
     return ThermalAnalysis(
         grid=grid, stats=stats, files=files, zones=zone_stats, zone_areas_m2=zone_areas,
-        seconds=time.monotonic() - started,
+        seconds=time.monotonic() - started, encoding=encoding.summary(),
         histogram=coarse_histogram(p, vmin=THERMAL_SCALE.vmin, vmax=THERMAL_SCALE.vmax))
 
 
-__all__ = ["INDICES", "IndexAnalysis", "ThermalAnalysis", "analyse_indices", "analyse_thermal"]
+__all__ = ["INDICES", "IndexAnalysis", "OutputFile", "ThermalAnalysis", "analyse_indices", "analyse_thermal"]

@@ -1,83 +1,151 @@
-"""Cloud-Optimized GeoTIFF writing: profiles as data, staging, translation.
+"""Cloud-Optimized GeoTIFF writing: encodings and profiles as data, local stages, translation.
 
-Writing is encode-bound, so it happens in two steps (measured on the target machine):
+Writing is encode-bound (bench/RESULTS.md), so it happens in two steps, both in the process that
+publishes the COG:
 
-1. `stage_rasters` returns ONE lazy dask task that stores every chunk into an uncompressed tiled
-   temporary GeoTIFF. The caller computes it together with its other reductions
-   (`dask.compute(staged, *stats)`) so the inputs are read once. Memory stays flat: one chunk per
-   worker. (rioxarray's `to_raster` without a lock loads the whole array; an uncompressed staging
-   file beat a compressed one by 2.3x.)
-2. `translate_to_cog` turns a staged file into a COG with GDAL's COG driver, under a capped
-   GDAL_CACHEMAX (uncapped, GDAL alone fills ~1.2 GB), writing to a temporary name next to the
-   destination and renaming, so the destination is never half-written.
+1. A `Stage` is an uncompressed tiled GeoTIFF in this process's own temporary folder, held open
+   while the windows computed for it arrive (from threads of this process, or as arrays returned
+   by `distributed` workers: see `pipeline.core.engine`). No other process ever reads it, so the
+   stack needs no shared filesystem (DESIGN.md §5). (An uncompressed stage beat a compressed one
+   by 2.3x; GDAL's COG driver from it beat odc-geo's dask writer 2.3x at ZSTD, bench/RESULTS.md.)
+2. `translate_to_cog` turns a stage into a COG with GDAL's COG driver (encode and overviews in one
+   multi-threaded pass, under a capped GDAL_CACHEMAX: uncapped, GDAL alone fills ~1.2 GB), writing
+   to a temporary name next to the destination and renaming, so the destination is never
+   half-written; the object store then receives it whole (PUT / completed multipart upload).
 
-Staging targets are small picklable objects that open the file for each write under an exclusive
-`flock` on the file, so they work with the threaded scheduler and with `distributed` (workers must
-share the file system, which the caller guarantees).
+Encodings (DESIGN.md §3.1): float COGs ZSTD + floating-point predictor by default (lossless),
+DEFLATE or LERC_ZSTD with an error bound by `CogEncoding`, which callers build from the settings
+and pass down as data. Heatmaps are ONE paletted uint8 band (`pipeline.core.ramps.colour_table`),
+nodata 0, overviews NEAREST so every overview pixel is still a colour of the scale.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import shutil
 import tempfile
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
-import dask
-import dask.array as dsa
 import numpy as np
 import rasterio
 import rasterio.shutil
 import xarray as xr
-from dask.delayed import Delayed
-from rasterio.enums import ColorInterp
 from rasterio.windows import Window
 
 from pipeline.core.errors import MissingCRS
+from pipeline.core.ramps import Scale, gdal_colormap, palette_index
 
 GDAL_CACHEMAX_MB = 128
 STAGE_BLOCK = 512
+FLOAT_COMPRESSIONS = ("zstd", "deflate", "lerc")
+Kind = Literal["float32", "palette"]
 
+_COMMON = {"BLOCKSIZE": "512", "BIGTIFF": "IF_SAFER"}
 COG_PROFILES: Mapping[str, Mapping[str, Any]] = MappingProxyType({
-    # Index values: lossless float compression; overviews average valid pixels (nodata NaN ignored).
+    # Index, change and thermal values: lossless, floating-point predictor (TIFF predictor 3);
+    # ZSTD level 1 encodes 2x faster than DEFLATE-6 for the same size (bench/RESULTS.md).
+    # Overviews average valid pixels (nodata NaN ignored).
     "float32": MappingProxyType({
-        "dtype": "float32",
-        "nodata": float("nan"),
+        "dtype": "float32", "nodata": float("nan"), "encoding": "ZSTD",
         "creation": MappingProxyType({
-            "COMPRESS": "DEFLATE",
-            "PREDICTOR": "FLOATING_POINT",  # TIFF predictor 3
-            "BLOCKSIZE": "512",
-            "OVERVIEW_RESAMPLING": "AVERAGE",
-            "RESAMPLING": "AVERAGE",
-            "BIGTIFF": "IF_SAFER",
-        }),
+            "COMPRESS": "ZSTD", "LEVEL": "1", "PREDICTOR": "FLOATING_POINT",
+            "OVERVIEW_RESAMPLING": "AVERAGE", "RESAMPLING": "AVERAGE", **_COMMON}),
     }),
-    # Heatmaps: RGB + alpha (PHOTOMETRIC=RGB, ExtraSamples = unassociated alpha). Overviews use
-    # NEAREST so every overview pixel is still a ramp colour (averaging a diverging ramp mixes red
-    # and green into colours that mean no value) and alpha stays 0 or 255.
-    "rgba": MappingProxyType({
-        "dtype": "uint8",
-        "nodata": None,
+    # The same for readers without ZSTD (IMAGERY_COG_COMPRESSION=deflate).
+    "float32-deflate": MappingProxyType({
+        "dtype": "float32", "nodata": float("nan"), "encoding": "DEFLATE",
         "creation": MappingProxyType({
-            "COMPRESS": "DEFLATE",
-            "PREDICTOR": "STANDARD",  # TIFF predictor 2 (horizontal differencing)
-            "BLOCKSIZE": "512",
-            "OVERVIEW_RESAMPLING": "NEAREST",
-            "RESAMPLING": "NEAREST",
-            "BIGTIFF": "IF_SAFER",
-        }),
+            "COMPRESS": "DEFLATE", "LEVEL": "6", "PREDICTOR": "FLOATING_POINT",
+            "OVERVIEW_RESAMPLING": "AVERAGE", "RESAMPLING": "AVERAGE", **_COMMON}),
+    }),
+    # Lossy within MAX_Z_ERROR (IMAGERY_COG_COMPRESSION=lerc): ~2x smaller; the bound is added
+    # from `CogEncoding.max_z_error` and recorded in the file's metadata (tag MAX_Z_ERROR).
+    "float32-lerc": MappingProxyType({
+        "dtype": "float32", "nodata": float("nan"), "encoding": "LERC_ZSTD",
+        "creation": MappingProxyType({
+            "COMPRESS": "LERC_ZSTD", "LEVEL": "1",
+            "OVERVIEW_RESAMPLING": "AVERAGE", "RESAMPLING": "AVERAGE", **_COMMON}),
+    }),
+    # Heatmaps: one uint8 band, PHOTOMETRIC=PALETTE (the colour table travels with the stage),
+    # nodata 0; NEAREST overviews keep every pixel a colour of the scale.
+    "palette": MappingProxyType({
+        "dtype": "uint8", "nodata": 0, "encoding": "PALETTE",
+        "creation": MappingProxyType({
+            "COMPRESS": "ZSTD", "LEVEL": "1", "PREDICTOR": "NO",
+            "OVERVIEW_RESAMPLING": "NEAREST", "RESAMPLING": "NEAREST", **_COMMON}),
     }),
 })
-"""COG profiles by name: dtype, nodata, and GDAL COG driver creation options."""
+"""COG profiles by name: dtype, nodata, encoding name, and GDAL COG driver creation options."""
 
-_RGBA = (ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha)
+
+@dataclass(frozen=True)
+class CogEncoding:
+    """How float COGs are encoded (DESIGN.md §3.1): built once from the settings
+    (`IMAGERY_COG_COMPRESSION`, `IMAGERY_COG_MAX_Z_ERROR`) and passed down as data."""
+
+    compression: str = "zstd"
+    max_z_error: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.compression not in FLOAT_COMPRESSIONS:
+            raise ValueError(f"IMAGERY_COG_COMPRESSION={self.compression!r} is not one of "
+                             f"{', '.join(FLOAT_COMPRESSIONS)}; set one of them (default zstd)")
+        if self.compression == "lerc":
+            if self.max_z_error is None or not self.max_z_error > 0:
+                raise ValueError("IMAGERY_COG_COMPRESSION=lerc needs IMAGERY_COG_MAX_Z_ERROR > 0 "
+                                 f"(got {self.max_z_error}); e.g. 0.0001 for indices")
+        elif self.max_z_error is not None:
+            raise ValueError(f"IMAGERY_COG_MAX_Z_ERROR applies to lerc only; unset it or set "
+                             f"IMAGERY_COG_COMPRESSION=lerc (it is {self.compression!r})")
+
+    @property
+    def float_profile(self) -> str:
+        return "float32" if self.compression == "zstd" else f"float32-{self.compression}"
+
+    def profile(self, kind: Kind) -> CogProfile:
+        """The complete profile of a `kind` of COG under this encoding."""
+        if kind == "palette":
+            return CogProfile.named("palette")
+        extra = {"MAX_Z_ERROR": repr(float(self.max_z_error))} if self.compression == "lerc" else {}
+        tags = {"MAX_Z_ERROR": repr(float(self.max_z_error))} if self.compression == "lerc" else {}
+        return CogProfile.named(self.float_profile, extra=extra, tags=tags)
+
+    def summary(self) -> dict[str, Any]:
+        """summary.json `artifacts_encoding`: {float, max_z_error, heatmap}."""
+        return {"float": COG_PROFILES[self.float_profile]["encoding"],
+                "max_z_error": self.max_z_error, "heatmap": COG_PROFILES["palette"]["encoding"]}
+
+
+@dataclass(frozen=True)
+class CogProfile:
+    """One entry of `COG_PROFILES`, with the options an encoding adds (LERC's error bound) and the
+    tags written into the file's metadata."""
+
+    name: str
+    dtype: str
+    nodata: float | int | None
+    creation: Mapping[str, str]
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def named(cls, name: str, *, extra: Mapping[str, str] | None = None,
+              tags: Mapping[str, str] | None = None) -> CogProfile:
+        try:
+            p = COG_PROFILES[name]
+        except KeyError:
+            raise ValueError(f"unknown COG profile {name!r}; choose one of "
+                             f"{list(COG_PROFILES)}") from None
+        return cls(name=name, dtype=p["dtype"], nodata=p["nodata"],
+                   creation={**p["creation"], **(extra or {})}, tags=dict(tags or {}))
+
+    @property
+    def kind(self) -> Kind:
+        return "palette" if self.name == "palette" else "float32"
 
 
 def _gdal_env(num_threads: int | str) -> rasterio.Env:
@@ -88,169 +156,117 @@ def _gdal_env(num_threads: int | str) -> rasterio.Env:
     )
 
 
-@contextlib.contextmanager
-def _exclusive(path: Path):
-    """An exclusive advisory lock on `path`, across threads (separate fds) and processes."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-
-
 @dataclass(frozen=True)
-class _GeoTiffTarget:
-    """A dask `store` target: `target[region] = block` writes one window of a GeoTIFF on disk."""
+class GridSpec:
+    """Where a raster lies: CRS, transform, width, height (what a stage needs to be created)."""
 
-    path: str
-    bands: int | None  # None: a 2-D (y, x) array written to band 1
-
-    def __setitem__(self, region: tuple[slice, ...], block: np.ndarray) -> None:
-        if self.bands is None:
-            rows, cols = region
-            indexes: int | list[int] = 1
-        else:
-            band_slice, rows, cols = region
-            indexes = list(range(band_slice.start + 1, band_slice.stop + 1))
-        window = Window(cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start)
-        with _exclusive(Path(self.path)), _gdal_env(1), rasterio.open(self.path, "r+") as dst:
-            dst.write(block, indexes=indexes, window=window)
+    crs: Any
+    transform: Any
+    width: int
+    height: int
 
 
-def _spatial(da: xr.DataArray, where: Path) -> xr.DataArray:
-    """`da` transposed to ([band,] y, x), with a CRS."""
-    if da.rio.crs is None:
-        raise MissingCRS(
-            "the raster to write has no CRS; set it with `.rio.write_crs()` before writing",
-            file=str(where),
-        )
-    y, x = da.rio.y_dim, da.rio.x_dim
-    if da.ndim == 2:
-        return da.transpose(y, x)
-    if da.ndim == 3:
-        (band,) = [d for d in da.dims if d not in (y, x)]
-        return da.transpose(band, y, x)
-    raise ValueError(f"{where}: expected a 2-D or 3-D raster, got dims {da.dims}")
+class Stage:
+    """An uncompressed tiled single-band GeoTIFF in this process's temporary folder, open for
+    writing windows until `close()`; then `translate_to_cog` encodes it. Not shared with any other
+    process (DESIGN.md §5)."""
+
+    def __init__(self, path: Path, *, grid: GridSpec, profile: CogProfile,
+                 scale: Scale | None = None) -> None:
+        if grid.crs is None:
+            raise MissingCRS("the raster to write has no CRS; set it with `.rio.write_crs()` "
+                             "before writing", file=str(path))
+        if profile.kind == "palette" and scale is None:
+            raise ValueError(f"{path}: a paletted stage needs the Scale of its colour table")
+        self.path, self.profile, self.scale = Path(path), profile, scale
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        options = {
+            "driver": "GTiff", "width": grid.width, "height": grid.height, "count": 1,
+            "dtype": profile.dtype, "crs": grid.crs, "transform": grid.transform,
+            "nodata": profile.nodata, "tiled": True, "blockxsize": STAGE_BLOCK,
+            "blockysize": STAGE_BLOCK, "compress": "NONE", "sparse_ok": True,
+            "bigtiff": "IF_NEEDED",
+        }
+        if profile.kind == "palette":
+            options["photometric"] = "PALETTE"
+        with _gdal_env(1):
+            self._ds = rasterio.open(self.path, "w", **options)
+            if profile.kind == "palette":
+                self._ds.write_colormap(1, gdal_colormap(scale.ramp))
+            if profile.tags:
+                self._ds.update_tags(**profile.tags)
+
+    def write(self, block: np.ndarray, *, rows: tuple[int, int], cols: tuple[int, int]) -> None:
+        (r0, r1), (c0, c1) = rows, cols
+        self._ds.write(block, 1, window=Window(c0, r0, c1 - c0, r1 - r0))
+
+    def close(self) -> None:
+        if self._ds is not None:
+            with _gdal_env(1):
+                self._ds.close()
+            self._ds = None
 
 
-def _create_stage(path: Path, da: xr.DataArray) -> None:
-    count = 1 if da.ndim == 2 else da.shape[0]
-    dtype = np.dtype(da.dtype)
-    rgba = dtype == np.uint8 and count == 4
-    if np.issubdtype(dtype, np.floating):
-        nodata: float | None = float("nan")
-    else:
-        nodata = da.rio.nodata
-    profile = {
-        "driver": "GTiff", "width": da.shape[-1], "height": da.shape[-2], "count": count,
-        "dtype": dtype.name, "crs": da.rio.crs, "transform": da.rio.transform(recalc=True),
-        "nodata": nodata, "tiled": True, "blockxsize": STAGE_BLOCK, "blockysize": STAGE_BLOCK,
-        "compress": "NONE", "sparse_ok": True, "bigtiff": "IF_NEEDED", "interleave": "band",
-    }
-    if rgba:
-        profile.update(photometric="RGB", alpha="YES")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _gdal_env(1), rasterio.open(path, "w", **profile) as dst:
-        if rgba:
-            dst.colorinterp = _RGBA
-
-
-def _store_block(block: np.ndarray, *, target: _GeoTiffTarget, block_info=None) -> np.ndarray:
-    """Write one chunk where it belongs; return a 1-element count so no pixels travel on."""
-    location = block_info[0]["array-location"]
-    target[tuple(slice(start, stop) for start, stop in location)] = block
-    return np.full((1,) * block.ndim, block.size, dtype=np.int64)
-
-
-def _total(*counts: np.integer) -> int:
-    return int(sum(int(c) for c in counts))
-
-
-def create_stage(path: Path, da: xr.DataArray) -> None:
-    """Create the empty staged GeoTIFF for `da` (georeferencing, dtype, bands) without computing
-    it; windows are then written with `_GeoTiffTarget` (see pipeline.core.index_pass)."""
-    _create_stage(Path(path), _spatial(da, Path(path)))
-
-
-def stage_rasters(arrays: Mapping[Path, xr.DataArray]) -> Delayed:
-    """One lazy task writing each DataArray to its path as an uncompressed tiled GeoTIFF.
-
-    The files are created (empty, sparse) now with the array's CRS, transform, dtype, band count and
-    nodata (NaN for floats; a 4-band uint8 array is written as RGB + alpha). Computing the returned
-    task fills them chunk by chunk -- each chunk is written by the task that computes it, so no
-    raster is ever gathered in memory -- and yields the number of values written. numpy-backed
-    arrays are chunked first. Compute it together with other outputs of the same inputs:
-    `dask.compute(staged, *stats)`.
-    """
-    counts: list[dsa.Array] = []
-    for path, da in arrays.items():
-        path = Path(path)
-        da = _spatial(da, path)
-        _create_stage(path, da)
-        data = da.data
-        if not isinstance(data, dsa.Array):
-            block = (-1,) * (da.ndim - 2) + (4 * STAGE_BLOCK, 4 * STAGE_BLOCK)
-            data = dsa.from_array(np.asarray(data), chunks=block)
-        target = _GeoTiffTarget(str(path), None if da.ndim == 2 else da.shape[0])
-        written = data.map_blocks(
-            _store_block,
-            target=target,
-            dtype=np.int64,
-            chunks=tuple((1,) * len(c) for c in data.chunks),
-            meta=np.empty((0,) * data.ndim, dtype=np.int64),
-            name=f"stage-{uuid.uuid4().hex}",
-        )
-        counts.append(written.sum())
-    return dask.delayed(_total, pure=False)(*counts)
-
-
-def _profile(name: str) -> Mapping[str, Any]:
-    try:
-        return COG_PROFILES[name]
-    except KeyError:
-        known = list(COG_PROFILES)
-        raise ValueError(f"unknown COG profile {name!r}; choose one of {known}") from None
-
-
-def translate_to_cog(
-    src: Path, dst: Path, *, profile: str, num_threads: int | str = "ALL_CPUS"
-) -> None:
-    """Translate the GeoTIFF `src` into a COG at `dst` with `COG_PROFILES[profile]`.
-
-    Written to a temporary name in dst's folder and renamed, so `dst` is never half-written.
-    """
-    options = dict(_profile(profile)["creation"])
+def translate_to_cog(src: Path, dst: Path, *, profile: str | CogProfile,
+                     num_threads: int | str = "ALL_CPUS") -> None:
+    """Translate the GeoTIFF `src` into a COG at `dst` with `profile` (a `COG_PROFILES` name or
+    a `CogProfile`). Written to a temporary name in dst's folder and renamed, so `dst` is never
+    half-written."""
+    if isinstance(profile, str):
+        profile = CogProfile.named(profile)
     src, dst = Path(src), Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex}.tmp")
     try:
         with _gdal_env(num_threads):
-            rasterio.shutil.copy(
-                str(src), str(tmp), driver="COG", NUM_THREADS=str(num_threads), **options
-            )
+            rasterio.shutil.copy(str(src), str(tmp), driver="COG", NUM_THREADS=str(num_threads),
+                                 **dict(profile.creation))
         os.replace(tmp, dst)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def write_cog(da: xr.DataArray, dst: Path, *, profile: str) -> None:
-    """Stage, compute (current scheduler) and translate one raster; a convenience for one output.
+def _spatial(da: xr.DataArray, where: Path) -> xr.DataArray:
+    if da.rio.crs is None:
+        raise MissingCRS("the raster to write has no CRS; set it with `.rio.write_crs()` before "
+                         "writing", file=str(where))
+    if da.ndim != 2:
+        raise ValueError(f"{where}: expected a 2-D (y, x) raster, got dims {da.dims}")
+    return da.transpose(da.rio.y_dim, da.rio.x_dim)
 
-    To write several outputs of the same inputs, call `stage_rasters` once and compute it with them.
+
+def write_cog(da: xr.DataArray, dst: Path, *, profile: str | CogProfile,
+              scale: Scale | None = None, window: int = 2048) -> None:
+    """Write one 2-D raster as a COG: window by window into a local stage (dask input computed one
+    window at a time on the current scheduler), then translated. A convenience for one output;
+    many outputs of the same inputs go through `pipeline.core.engine`.
+
+    `profile` "palette" takes a float raster and its `scale` and writes its paletted heatmap.
     """
     dst = Path(dst)
-    expected = np.dtype(_profile(profile)["dtype"])
-    if np.dtype(da.dtype) != expected:
-        raise ValueError(
-            f"{dst}: profile {profile!r} writes {expected}, got {da.dtype}; cast first"
-        )
+    profile = CogProfile.named(profile) if isinstance(profile, str) else profile
+    if profile.kind == "float32" and np.dtype(da.dtype) != np.float32:
+        raise ValueError(f"{dst}: profile {profile.name!r} writes float32, got {da.dtype}; "
+                         "cast first")
+    if profile.kind == "palette" and scale is None:
+        raise ValueError(f"{dst}: the palette profile colours a float raster: give its scale")
+    da = _spatial(da, dst)
+    grid = GridSpec(da.rio.crs, da.rio.transform(recalc=True), da.shape[1], da.shape[0])
     dst.parent.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
     try:
-        staged_path = workdir / "stage.tif"
-        dask.compute(stage_rasters({staged_path: da}))
-        translate_to_cog(staged_path, dst, profile=profile)
+        stage = Stage(workdir / "stage.tif", grid=grid, profile=profile, scale=scale)
+        try:
+            for r0 in range(0, grid.height, window):
+                for c0 in range(0, grid.width, window):
+                    rows, cols = (r0, min(r0 + window, grid.height)), (c0, min(c0 + window, grid.width))
+                    block = da.data[rows[0]:rows[1], cols[0]:cols[1]]
+                    block = block.compute() if hasattr(block, "compute") else np.asarray(block)
+                    if profile.kind == "palette":
+                        block = palette_index(block, vmin=scale.vmin, vmax=scale.vmax)
+                    stage.write(block, rows=rows, cols=cols)
+        finally:
+            stage.close()
+        translate_to_cog(stage.path, dst, profile=profile)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -1,93 +1,106 @@
-"""The one pass over the batch grid that produces every index: one task per window.
+"""The window kernels of the engine (`pipeline.core.engine`): indices and thermal.
 
-Each task reads all optical bands of its window once (`WindowReader`), computes every index with
-the registry's own formulas, their heatmap blocks and statistics tables (whole grid, classes,
-zones), writes the staged windows and returns only the small tables; a tree of tasks sums the
-tables. No window-sized intermediate outlives its task, so memory is per worker thread, not per
-image. (Expressed instead as one dask array expression per output, dask's ordering kept hundreds
-of 16 MB band chunks alive at once: 4.1 GB at 16384², measured in bench/RESULTS.md.)
+Each task reads all the bands its kernel needs for its window once (`WindowReader`: one open per
+input file), computes every output block -- float32 values and the paletted heatmap index
+(`ramps.palette_index`) -- and its statistics tables (whole grid, classes, zones:
+`stats.block_table`), and returns them. No window-sized intermediate outlives its task, so memory
+is per worker thread, not per image. (Expressed instead as one dask array expression per output,
+dask's ordering kept hundreds of 16 MB band chunks alive at once: 4.1 GB at 16384², measured in
+bench/RESULTS.md.)
+
+Kernels hold the readers' GDAL options (object-store credentials): their `repr` names only what
+they compute, so a failed task's repr in a worker's log carries no secret.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-import dask
 import numpy as np
 import xarray as xr
 
-from pipeline.core.cog import _GeoTiffTarget
+from pipeline.core.engine import Layer
 from pipeline.core.mosaic import WindowReader
-from pipeline.core.ramps import _colorize_block, lut
+from pipeline.core.ramps import Scale, palette_index
 from pipeline.core.registry import IndexDef, compute
-from pipeline.core.stats import _HIST, LazyStats, _block_table
+from pipeline.core.stats import Bins, LazyStats, block_table
 from pipeline.core.zones import _label_block
 
-FAN_IN = 8  # tables summed per reduction task
+
+def _labels(zones: tuple, transform: tuple, rows, cols) -> np.ndarray | None:
+    if not zones:
+        return None
+    return _label_block(zones, transform, block_info={None: {"array-location": [rows, cols]}})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class IndexPass:
-    """Everything a window task needs; picklable, so `distributed` workers can run it."""
+    """Every index of the batch, its heatmap and statistics, per window of the batch grid."""
 
     reader: WindowReader
     indices: tuple[str, ...]
-    bins: Mapping[str, tuple[float, float, int]]  # index -> (lo, hi, bins) of its histogram
+    bins: Mapping[str, Bins]  # index -> histogram bins
     zones: tuple  # shapely geometries in the grid CRS, label i + 1
     transform: tuple  # grid transform[:6]
-    stages: Mapping[str, str]  # "<index>" / "<index>_heatmap" -> staged GeoTIFF path
     definitions: Mapping[str, IndexDef]  # the registry's definitions of `indices`
 
-    def window(self, rows: tuple[int, int], cols: tuple[int, int]) -> dict[str, np.ndarray]:
-        (r0, r1), (c0, c1) = rows, cols
+    def __repr__(self) -> str:
+        return f"IndexPass(indices={self.indices}, zones={len(self.zones)})"
+
+    @property
+    def layers(self) -> tuple[Layer, ...]:
+        out = []
+        for name in self.indices:
+            scale = self.definitions[name].scale
+            out += [Layer(name, "float32"), Layer(f"{name}_heatmap", "palette", scale)]
+        return tuple(out)
+
+    def window(self, rows: tuple[int, int], cols: tuple[int, int]):
         bands = {b: xr.DataArray(v, dims=("y", "x")) for b, v in self.reader.read(rows, cols).items()}
-        labels = (_label_block(self.zones, self.transform,
-                               block_info={None: {"array-location": [rows, cols]}})
-                  if self.zones else None)
-        tables = {}
+        labels = _labels(self.zones, self.transform, rows, cols)
+        blocks, tables = {}, {}
         for name in self.indices:
             index = self.definitions[name]
             values = np.asarray(compute(index, bands).values, dtype=np.float32)
-            lo, hi, n = self.bins[name]
-            tables[name] = _block_table(values, labels, lo=lo, hi=hi, bins=n,
-                                        groups=len(self.zones) + 1)[0, 0]
-            _GeoTiffTarget(self.stages[name], None)[slice(r0, r1), slice(c0, c1)] = values
-            rgba = _colorize_block(values, table=lut(index.scale.ramp), vmin=index.scale.vmin,
-                                   vmax=index.scale.vmax)
-            _GeoTiffTarget(self.stages[f"{name}_heatmap"], 4)[
-                slice(0, 4), slice(r0, r1), slice(c0, c1)] = rgba
-        return tables
+            tables[name] = block_table(values, labels, bins=self.bins[name],
+                                       groups=len(self.zones) + 1)
+            blocks[name] = values
+            blocks[f"{name}_heatmap"] = palette_index(values, vmin=index.scale.vmin,
+                                                      vmax=index.scale.vmax)
+        return blocks, tables
 
 
-def _combine(*parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    out = {}
-    for name in parts[0]:
-        stacked = np.stack([p[name] for p in parts])
-        table = stacked.sum(axis=0)
-        table[:, -2] = stacked[:, :, -2].min(axis=0)
-        table[:, -1] = stacked[:, :, -1].max(axis=0)
-        out[name] = table
-    return out
+@dataclass(frozen=True, repr=False)
+class ThermalPass:
+    """Digital numbers to °C (`thermal.celsius_block`), the heatmap and statistics per window of
+    the thermal grid."""
+
+    reader: WindowReader  # band "thermal": raw DN
+    k: float  # °C = DN × k + b
+    b: float
+    scale: Scale
+    bins: Bins
+    zones: tuple
+    transform: tuple
+
+    def __repr__(self) -> str:
+        return f"ThermalPass(k={self.k}, b={self.b}, zones={len(self.zones)})"
+
+    @property
+    def layers(self) -> tuple[Layer, ...]:
+        return (Layer("thermal_c", "float32"), Layer("thermal_heatmap", "palette", self.scale))
+
+    def window(self, rows: tuple[int, int], cols: tuple[int, int]):
+        from pipeline.core.thermal import celsius_block
+
+        celsius = celsius_block(self.reader.read(rows, cols)["thermal"], k=self.k, b=self.b)
+        labels = _labels(self.zones, self.transform, rows, cols)
+        table = block_table(celsius, labels, bins=self.bins, groups=len(self.zones) + 1)
+        heat = palette_index(celsius, vmin=self.scale.vmin, vmax=self.scale.vmax)
+        return {"thermal_c": celsius, "thermal_heatmap": heat}, {"thermal": table}
 
 
-def lazy_index_pass(plan: IndexPass, *, shape: tuple[int, int], chunks: int):
-    """One delayed value: {index: summed table} after every window has been written."""
-    level = [dask.delayed(plan.window, pure=True)(rows, cols)
-             for rows, cols in windows(shape, chunks)]
-    while len(level) > 1:
-        level = [dask.delayed(_combine, pure=True)(*level[i:i + FAN_IN])
-                 for i in range(0, len(level), FAN_IN)]
-    return level[0] if len(level) == 1 else dask.delayed(_combine)(*level)
-
-
-def as_lazy_stats(table: np.ndarray, *, lo: float, hi: float, bins: int) -> LazyStats:
+def as_lazy_stats(table: np.ndarray, *, bins: Bins) -> LazyStats:
     """A summed window table as the `LazyStats` that `stats.finalize` reads."""
-    return LazyStats(sums=table[:, :_HIST + bins], extrema=table[:, -2:], lo=lo, hi=hi, bins=bins)
-
-
-def windows(shape: tuple[int, int], chunks: int) -> Sequence[tuple[tuple[int, int], tuple[int, int]]]:
-    """Row and column ranges of the grid's windows, row by row."""
-    height, width = shape
-    return [((r, min(r + chunks, height)), (c, min(c + chunks, width)))
-            for r in range(0, height, chunks) for c in range(0, width, chunks)]
+    return LazyStats.from_table(table, bins=bins)

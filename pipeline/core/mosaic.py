@@ -65,6 +65,20 @@ class Mosaic:
     thermal_dn: xr.DataArray | None = None
     thermal_grid: Grid | None = None
     tiles: dict[str, tuple[_Tile, ...]] = field(default_factory=dict)  # optical band -> tiles
+    thermal_tiles: tuple[_Tile, ...] = ()
+    thermal_dtypes: tuple[str, ...] = ()  # the thermal band's dtype in each thermal image
+
+    def thermal_window_reader(self) -> WindowReader:
+        """A picklable reader of the raw thermal DN (band "thermal") in one thermal-grid window."""
+        grid = self.thermal_grid
+        return WindowReader(tiles={"thermal": self.thermal_tiles},
+                            grid=(grid.crs.to_wkt(), tuple(grid.transform)[:6], grid.width,
+                                  grid.height))
+
+    @property
+    def thermal_aligned(self) -> bool:
+        """True when every thermal tile is read unresampled (values are the file's DNs)."""
+        return all(t.offset is not None for t in self.thermal_tiles)
 
     def window_reader(self) -> WindowReader:
         """A picklable reader of every optical band in one grid window (see `WindowReader`)."""
@@ -356,10 +370,13 @@ def mosaic(
     thermal_grid = thermal_dn = None
     if thermal:
         thermal_grid = batch_grid(thermal, bands=("thermal",), max_pixels=max_pixels)
-        thermal_dn = _band_array(_tiles(thermal, "thermal", headers, thermal_grid, 1.0, None),
-                                 grid=thermal_grid, chunks=chunks, name="thermal_dn")
+        thermal_tiles = tuple(_tiles(thermal, "thermal", headers, thermal_grid, 1.0, None))
+        thermal_dn = _band_array(thermal_tiles, grid=thermal_grid, chunks=chunks,
+                                 name="thermal_dn")
     return Mosaic(grid=grid, bands=bands, thermal_dn=thermal_dn, thermal_grid=thermal_grid,
-                  tiles=band_tiles)
+                  tiles=band_tiles, thermal_tiles=thermal_tiles if thermal else (),
+                  thermal_dtypes=tuple(headers[s.name].dtypes[s.bands.index("thermal")]
+                                       for s in thermal))
 
 
 def _may_leave_range(dtype: str, scale: float) -> bool:

@@ -23,21 +23,29 @@ def preview_shape(*, width: int, height: int, max_size: int) -> tuple[int, int]:
 
 
 def png_preview(cog_path: Path | str, dst: Path, *, max_size: int = 1024) -> tuple[int, int]:
-    """Write an RGBA PNG of the uint8 RGBA COG `cog_path`, at most `max_size` px on the long side.
+    """Write an RGBA PNG of the paletted heatmap COG `cog_path`, at most `max_size` px on the long
+    side, coloured by the COG's own colour table (so by `ramps.colour_table`, DESIGN.md §3.1).
 
     Reads a decimated view (`out_shape`, so GDAL serves it from the COG's overviews, never the full
-    raster) with NEAREST resampling, so every preview pixel is a ramp colour, exactly as in the COG.
-    Written to a temporary name and renamed. Returns (width, height) of the PNG.
+    raster) with NEAREST resampling, so every preview pixel is a colour of the scale, exactly as in
+    the COG; palette entry 0 (nodata) is transparent. Written to a temporary name and renamed.
+    Returns (width, height) of the PNG.
     """
     dst = Path(dst)
     with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(cog_path) as src:
-        if src.count != 4 or src.dtypes[0] != "uint8":
+        if (src.count != 1 or src.dtypes[0] != "uint8"
+                or src.colorinterp[0] != ColorInterp.palette):
             raise ValueError(
-                f"{cog_path}: a preview needs a 4-band uint8 RGBA heatmap, got {src.count} band(s) "
-                f"of {src.dtypes[0]}; colourise the raster first (pipeline.core.ramps.colorize)"
-            )
+                f"{cog_path}: a preview needs a 1-band uint8 paletted heatmap, got {src.count} "
+                f"band(s) of {src.dtypes[0]}; colourise the raster first "
+                "(pipeline.core.ramps.palette_index, COG profile 'palette')")
         width, height = preview_shape(width=src.width, height=src.height, max_size=max_size)
-        rgba = src.read(out_shape=(4, height, width), resampling=Resampling.nearest)
+        index = src.read(1, out_shape=(height, width), resampling=Resampling.nearest)
+        colormap = src.colormap(1)
+    table = np.zeros((256, 4), dtype=np.uint8)
+    for i, rgba in colormap.items():
+        table[i] = rgba
+    rgba = np.ascontiguousarray(np.moveaxis(table[index], -1, 0))
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex}.tmp.png")
     try:

@@ -1,9 +1,13 @@
-"""Colour ramps as data, and colourisation of a float raster into RGBA (DESIGN.md §3 `scale`).
+"""Colour ramps as data: the ONE colour table of a scale, and the value -> palette index kernel
+(DESIGN.md §3.1).
 
-A ramp is a 256-entry uint8 RGB lookup table taken from a matplotlib colormap the first time it is
-asked for (matplotlib is imported then, not at module import) and cached. A value v maps to entry
-``min(floor((clip(v, vmin, vmax) - vmin) / (vmax - vmin) * 256), 255)`` -- matplotlib's own
-convention -- so the heatmap COG, the PNG preview and the PDF legend agree on what a colour means.
+A heatmap is a paletted uint8 raster. A valid value v maps to the palette index
+``p = 1 + min(floor((clip(v, vmin, vmax) - vmin) / (vmax - vmin) * 255), 254)``, nodata (NaN) to 0.
+`colour_table(ramp)` is the (256, 4) RGBA table: entry 0 is (0, 0, 0, 0), entry p is the matplotlib
+colormap sampled at (p - 1) / 254 with alpha 255. The heatmap COG carries this table, the PNG
+preview expands it, and the PDF legend and histogram take their colours from it
+(`colours`), so a colour means the same value in every output. matplotlib is imported the first
+time a table is asked for, not at module import, and tables are cached.
 
 vmin/vmax are fixed per index (see `pipeline.core.registry`), never stretched per raster or per
 chunk: a ramp stretched per dask chunk would colour each chunk differently.
@@ -19,6 +23,7 @@ import numpy as np
 import xarray as xr
 
 N_COLOURS = 256
+N_PALETTE = 255  # palette entries 1..255 carry the ramp; 0 is nodata
 
 
 @dataclass(frozen=True)
@@ -59,35 +64,78 @@ def lut(ramp: str) -> np.ndarray:
     return _lut(ramp)
 
 
-def _lut_index(values: np.ndarray, *, vmin: float, vmax: float) -> np.ndarray:
-    """LUT entry of each value (float64 arithmetic; NaN maps to entry 0, masked by the caller)."""
-    t = (np.clip(values.astype(np.float64), vmin, vmax) - vmin) / (vmax - vmin)
-    index = np.floor(np.nan_to_num(t, nan=0.0) * N_COLOURS)
-    return np.minimum(index, N_COLOURS - 1).astype(np.intp)
+@lru_cache(maxsize=None)
+def _colour_table(ramp: str) -> np.ndarray:
+    from matplotlib import colormaps  # deferred: matplotlib is slow to import
+
+    try:
+        cmap = colormaps[ramp]
+    except KeyError:
+        raise ValueError(f"unknown colour ramp {ramp!r}; use a matplotlib colormap name") from None
+    table = np.zeros((N_COLOURS, 4), dtype=np.uint8)
+    rgba = cmap(np.arange(N_PALETTE) / (N_PALETTE - 1))
+    table[1:, :3] = np.round(rgba[:, :3] * 255.0).astype(np.uint8)
+    table[1:, 3] = 255
+    table.flags.writeable = False
+    return table
 
 
-def _colorize_block(
-    block: np.ndarray, *, table: np.ndarray, vmin: float, vmax: float
-) -> np.ndarray:
-    valid = ~np.isnan(block)
-    out = np.zeros((4, *block.shape), dtype=np.uint8)
-    rgb = table[_lut_index(block, vmin=vmin, vmax=vmax)]  # (y, x, 3)
-    out[:3] = np.moveaxis(rgb, -1, 0)
-    out[:3, ~valid] = 0
-    out[3] = np.where(valid, 255, 0).astype(np.uint8)
+def colour_table(ramp: str) -> np.ndarray:
+    """The (256, 4) uint8 RGBA palette of `ramp` (read-only, cached): entry 0 = (0, 0, 0, 0)
+    (nodata), entry p in 1..255 = the ramp at (p - 1) / 254, alpha 255 (DESIGN.md §3.1)."""
+    return _colour_table(ramp)
+
+
+def gdal_colormap(ramp: str) -> dict[int, tuple[int, int, int, int]]:
+    """`colour_table(ramp)` as the {index: (r, g, b, a)} mapping rasterio's `write_colormap` takes."""
+    return {i: tuple(int(c) for c in row) for i, row in enumerate(colour_table(ramp))}
+
+
+def palette_index(values: np.ndarray, *, vmin: float, vmax: float,
+                  out: np.ndarray | None = None) -> np.ndarray:
+    """The heatmap kernel: uint8 palette index of each value, 0 where NaN (DESIGN.md §3.1).
+
+    float32 arithmetic without float64 temporaries; `vmin`/`vmax` fixed per scale, never per chunk.
+    """
+    values = np.asarray(values)
+    f = np.float32
+    t = np.clip(values, f(vmin), f(vmax)).astype(np.float32, copy=False)
+    t -= f(vmin)
+    t /= f(vmax) - f(vmin)
+    t *= f(N_PALETTE)
+    np.floor(t, out=t)
+    np.minimum(t, f(N_PALETTE - 1), out=t)
+    t += f(1)
+    t[np.isnan(values)] = 0
+    if out is None:
+        out = np.empty(values.shape, dtype=np.uint8)
+    np.copyto(out, t, casting="unsafe")
     return out
 
 
+def colours(scale: Scale, values) -> np.ndarray:
+    """(n, 4) uint8 RGBA colour of each value as the heatmap shows it (clipped to the scale;
+    NaN → transparent): `colour_table` at `palette_index`. For legends and charts."""
+    index = palette_index(np.asarray(values, dtype=np.float64).ravel(), vmin=float(scale.vmin),
+                          vmax=float(scale.vmax))
+    return colour_table(scale.ramp)[index]
+
+
+def _colorize_block(block: np.ndarray, *, ramp: str, vmin: float, vmax: float) -> np.ndarray:
+    rgba = colour_table(ramp)[palette_index(block, vmin=vmin, vmax=vmax)]  # (y, x, 4)
+    return np.ascontiguousarray(np.moveaxis(rgba, -1, 0))
+
+
 def colorize(da: xr.DataArray, *, scale: Scale) -> xr.DataArray:
-    """RGBA uint8 heatmap of a 2-D float raster, dims (band=4, y, x); alpha 0 where NaN.
+    """RGBA uint8 expansion of the paletted heatmap of a 2-D float raster, dims (band=4, y, x);
+    (0, 0, 0, 0) where NaN. For pictures (previews, tiles); the COG itself is paletted.
 
     Values are clipped to [scale.vmin, scale.vmax]. Dask input stays lazy (one `map_blocks` with the
     same fixed mapping for every chunk); coords and the rio CRS/transform are kept.
     """
     if da.ndim != 2:
         raise ValueError(f"colorize expects a 2-D (y, x) raster, got dims {da.dims}")
-    table = lut(scale.ramp)
-    kwargs = {"table": table, "vmin": float(scale.vmin), "vmax": float(scale.vmax)}
+    kwargs = {"ramp": scale.ramp, "vmin": float(scale.vmin), "vmax": float(scale.vmax)}
     data = da.data
     if isinstance(data, dsa.Array):
         rgba = data.map_blocks(
@@ -117,13 +165,9 @@ def colorize(da: xr.DataArray, *, scale: Scale) -> xr.DataArray:
 
 
 def legend_stops(scale: Scale, n: int = 6) -> list[tuple[float, tuple[int, int, int]]]:
-    """`n` evenly spaced values from vmin to vmax, each with the RGB colour `colorize` gives it."""
+    """`n` evenly spaced values from vmin to vmax, each with the RGB colour the heatmap gives it."""
     if n < 2:
         raise ValueError(f"legend_stops needs n >= 2, got {n}")
     values = np.linspace(scale.vmin, scale.vmax, n)
-    table = lut(scale.ramp)
-    index = _lut_index(values, vmin=float(scale.vmin), vmax=float(scale.vmax))
-    return [
-        (float(v), (int(table[i, 0]), int(table[i, 1]), int(table[i, 2])))
-        for v, i in zip(values, index, strict=True)
-    ]
+    return [(float(v), (int(c[0]), int(c[1]), int(c[2])))
+            for v, c in zip(values, colours(scale, values), strict=True)]

@@ -10,6 +10,7 @@ from pipeline.core.analysis import IndexAnalysis, ThermalAnalysis
 from pipeline.core.grid import Grid
 from pipeline.core.registry import BUILTIN_REGISTRY, THERMAL_SCALE, Registry
 from pipeline.core.summary import (
+    ArtifactsEncoding,
     ClassSummary,
     GridInfo,
     Histogram,
@@ -74,7 +75,8 @@ def build_summary(
                    grid=_grid_info(grid), indices=index_summaries, thermal=thermal_summary,
                    zones=zones, artifacts=dict(artifacts),
                    ignored_images=[IgnoredImage(path=i.path, reason=i.reason)
-                                   for i in batch.ignored])
+                                   for i in batch.ignored],
+                   artifacts_encoding=ArtifactsEncoding(**(indices or thermal).encoding))
 
 
 def print_map(png: Path, dst: Path, *, quality: int = 90) -> Path:

@@ -1,7 +1,7 @@
 """Vector drawings for the PDF: colour legend, scale bar with north arrow, histogram.
 
-Every colour comes from `ramp_colours` — the same LUT (`pipeline.core.ramps.lut`) and value mapping
-that coloured the heatmap PNG — so a colour on the legend means the value it means on the map.
+Every colour comes from `ramp_colours` — the heatmap's own colour table and palette index
+(`pipeline.core.ramps.colours`) — so a colour on the legend means the value it means on the map.
 """
 
 from __future__ import annotations
@@ -24,11 +24,8 @@ def _scale(scale: Scale) -> ramps.Scale:
 
 
 def ramp_colours(scale: Scale, values: np.ndarray) -> list[colors.Color]:
-    """The heatmap colour of each value (clipped to the scale), exactly as `ramps.colorize` maps it."""
-    table = ramps.lut(scale.ramp)
-    t = (np.clip(np.asarray(values, dtype=np.float64), scale.vmin, scale.vmax) - scale.vmin) / (scale.vmax - scale.vmin)
-    index = np.minimum(np.floor(t * ramps.N_COLOURS), ramps.N_COLOURS - 1).astype(int)
-    return [colors.Color(*(table[i] / 255.0)) for i in index]
+    """The heatmap colour of each value (clipped to the scale), from the heatmap's colour table."""
+    return [colors.Color(*(rgba[:3] / 255.0)) for rgba in ramps.colours(_scale(scale), values)]
 
 
 def _fmt(value: float, span: float = 1.0) -> str:

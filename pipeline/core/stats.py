@@ -6,6 +6,8 @@ dask: memory is O(groups × bins), never O(pixels). Group 0 is the whole raster;
 (zones, see `zones.zone_labels`) group z is the pixels labelled z (1..n_labels).
 
 `finalize` and friends turn the computed tables into the numbers of DESIGN.md §3:
+- values are float32 (the COGs' type; float64 input is rounded to float32 first); bins are found
+  in float32 arithmetic.
 - mean and std (population, ddof=0) from float64 moments: ≈1e-12 relative for field-sized rasters.
 - percentiles follow numpy's default ('linear' between order statistics); inside a bin the values
   are taken as evenly spread, so the error is below one bin width (hi - lo) / bins. Choose
@@ -16,7 +18,12 @@ dask: memory is O(groups × bins), never O(pixels). Group 0 is the whole raster;
 - class fractions are exact when class bounds fall on bin edges (otherwise linear inside the bin);
   a class whose lower bound is ≤ lo also takes the underflow, one whose upper bound is ≥ hi takes
   the overflow and the value hi itself.
+- quantised inputs (e.g. thermal centikelvin: every value is origin + k × quantum) use `Bins.quantum`:
+  one bin per possible value, centred on it, so a value is binned exactly despite float rounding
+  and every order statistic IS its bin's centre: percentiles are then exact (to float rounding).
 Undefined numbers (no valid pixel) are None.
+
+`block_table` is the public per-window kernel (used by the engine's window tasks).
 """
 
 from __future__ import annotations
@@ -35,6 +42,30 @@ _HIST = 6
 
 
 @dataclass(frozen=True)
+class Bins:
+    """A fixed-range histogram: `bins` bins over [lo, hi]; `exact` when every valid value equals
+    the centre of its bin (quantised inputs, see `Bins.quantum`)."""
+
+    lo: float
+    hi: float
+    bins: int
+    exact: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.hi > self.lo or self.bins < 1:
+            raise ValueError(f"need lo < hi and bins >= 1, got lo={self.lo}, hi={self.hi}, "
+                             f"bins={self.bins}")
+
+    @classmethod
+    def quantum(cls, *, step: float, origin: float, lo: float, hi: float) -> Bins:
+        """One bin per value origin + k × step inside [lo, hi], centred on it (exact bins)."""
+        k0 = math.floor((lo - origin) / step)
+        k1 = math.ceil((hi - origin) / step)
+        return cls(lo=origin + (k0 - 0.5) * step, hi=origin + (k1 + 0.5) * step,
+                   bins=k1 - k0 + 1, exact=True)
+
+
+@dataclass(frozen=True)
 class LazyStats:
     """Partial statistics: dask arrays before `dask.compute`, numpy arrays after.
 
@@ -47,26 +78,73 @@ class LazyStats:
     lo: float
     hi: float
     bins: int
+    exact: bool = False
+
+    @classmethod
+    def from_table(cls, table: np.ndarray, *, bins: Bins) -> LazyStats:
+        """Statistics from a summed `block_table` (numpy)."""
+        return cls(sums=table[:, :_HIST + bins.bins], extrema=table[:, -2:], lo=bins.lo,
+                   hi=bins.hi, bins=bins.bins, exact=bins.exact)
+
+
+def block_table(values: np.ndarray, labels: np.ndarray | None = None, *, bins: Bins,
+                groups: int = 1) -> np.ndarray:
+    """The statistics table of one window (see `LazyStats`), (groups, 6 + bins + 2) float64;
+    tables of windows add up (min and max columns: minimum and maximum)."""
+    return _block_table(values, labels, lo=bins.lo, hi=bins.hi, bins=bins.bins,
+                        groups=groups)[0, 0]
+
+
+def _bin_index(x: np.ndarray, *, lo: float, hi: float, bins: int) -> np.ndarray:
+    """Histogram bin of each float32 value in [lo, hi] (float32 arithmetic, no float64 copy)."""
+    index = ((x - np.float32(lo)) * np.float32(bins / (hi - lo))).astype(np.int32)
+    return np.minimum(index, bins - 1, out=index)
+
+
+def _whole_table(values: np.ndarray, *, lo: float, hi: float, bins: int) -> np.ndarray:
+    """`_block_table` without zones: the same counts and histogram, sums in float64
+    accumulators without a float64 copy of the window."""
+    v = np.asarray(values, dtype=np.float32).ravel()
+    table = np.zeros((1, _HIST + bins + 2), dtype=np.float64)
+    table[0, PIXELS] = v.size
+    vv = v[~np.isnan(v)]
+    table[0, COUNT] = vv.size
+    if not vv.size:
+        table[0, -2], table[0, -1] = np.inf, -np.inf
+        return table[np.newaxis, np.newaxis]
+    table[0, SUM] = vv.sum(dtype=np.float64)
+    table[0, SUMSQ] = np.einsum("i,i->", vv, vv, dtype=np.float64)
+    table[0, -2], table[0, -1] = vmin, vmax = vv.min(), vv.max()
+    if vmin < np.float32(lo) or vmax > np.float32(hi):
+        under, over = vv < np.float32(lo), vv > np.float32(hi)
+        table[0, UNDER], table[0, OVER] = np.count_nonzero(under), np.count_nonzero(over)
+        vv = vv[~(under | over)]
+    table[0, _HIST:_HIST + bins] = np.bincount(_bin_index(vv, lo=lo, hi=hi, bins=bins),
+                                               minlength=bins)
+    return table[np.newaxis, np.newaxis]
 
 
 def _block_table(values: np.ndarray, labels: np.ndarray | None = None, *, lo: float, hi: float,
                  bins: int, groups: int) -> np.ndarray:
-    v = values.astype(np.float64, copy=False).ravel()
-    lab = (np.zeros(v.shape, dtype=np.int64) if labels is None
+    if labels is None and groups == 1:
+        return _whole_table(values, lo=lo, hi=hi, bins=bins)
+    v32 = np.asarray(values, dtype=np.float32).ravel()
+    lab = (np.zeros(v32.shape, dtype=np.int64) if labels is None
            else labels.astype(np.int64, copy=False).ravel())
     lab = np.where((lab >= 0) & (lab < groups), lab, 0)
-    valid = ~np.isnan(v)
-    vv, lv = v[valid], lab[valid]
+    valid = ~np.isnan(v32)
+    vv32, lv = v32[valid], lab[valid]
+    vv = vv32.astype(np.float64)
     table = np.zeros((groups, _HIST + bins + 2), dtype=np.float64)
     table[:, PIXELS] = np.bincount(lab, minlength=groups)
     table[:, COUNT] = np.bincount(lv, minlength=groups)
     table[:, SUM] = np.bincount(lv, weights=vv, minlength=groups)
     table[:, SUMSQ] = np.bincount(lv, weights=vv * vv, minlength=groups)
-    under, over = vv < lo, vv > hi
+    under, over = vv32 < np.float32(lo), vv32 > np.float32(hi)
     table[:, UNDER] = np.bincount(lv[under], minlength=groups)
     table[:, OVER] = np.bincount(lv[over], minlength=groups)
     inside = ~(under | over)
-    index = np.minimum(((vv[inside] - lo) * (bins / (hi - lo))).astype(np.int64), bins - 1)
+    index = _bin_index(vv32[inside], lo=lo, hi=hi, bins=bins)
     key = lv[inside] * bins + index
     table[:, _HIST:_HIST + bins] = np.bincount(key, minlength=groups * bins).reshape(groups, bins)
     mins, maxs = np.full(groups, np.inf), np.full(groups, -np.inf)
@@ -125,6 +203,8 @@ def _percentiles(parts: LazyStats, group: int, qs: Sequence[float]) -> list[floa
 
     def order_statistic(k: int) -> float:  # estimated k-th smallest value (0-based)
         s = min(int(np.searchsorted(cum, k, side="right")), len(counts) - 1)
+        if parts.exact and 0 < s < len(counts) - 1:  # a bin whose values all equal its centre
+            return float((starts[s] + ends[s]) / 2)
         local = (k - (cum[s] - counts[s]) + 0.5) / counts[s] if counts[s] else 0.5
         return float(starts[s] + min(max(local, 0.0), 1.0) * (ends[s] - starts[s]))
 

@@ -11,6 +11,7 @@ summary.json stays exactly the contract. `DistributionRecord` is reports/<id>/di
 
 from __future__ import annotations
 
+import builtins
 import json
 import math
 from datetime import UTC, datetime
@@ -170,6 +171,17 @@ class IgnoredImage(_Model):
     reason: str
 
 
+class ArtifactsEncoding(_Model):
+    """How the batch's COGs are encoded (DESIGN.md §3.1)."""
+
+    float: Literal["ZSTD", "DEFLATE", "LERC_ZSTD"] = Field(
+        default="ZSTD", description="compression of the float32 COGs (index, change, thermal °C)")
+    max_z_error: Annotated[builtins.float, Field(gt=0)] | None = Field(
+        default=None, description="LERC's error bound in the value's unit; null when lossless")
+    heatmap: Literal["PALETTE"] = Field(
+        default="PALETTE", description="heatmap COGs: one paletted uint8 band, nodata 0")
+
+
 class Summary(_Model):
     """summary.json, schema_version 1 (DESIGN.md §3)."""
 
@@ -190,6 +202,7 @@ class Summary(_Model):
         default_factory=list, description="images skipped because they carry no band the "
         "pipeline uses (only `other`/`alpha` bands), with the reason")
     artifacts: dict[str, str] = Field(default_factory=dict, description="name -> object URL")
+    artifacts_encoding: ArtifactsEncoding = Field(default_factory=ArtifactsEncoding)
 
     def to_json(self) -> bytes:
         """UTF-8 JSON, fields in contract order, indent 2, trailing newline; same model → same bytes."""

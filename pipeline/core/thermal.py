@@ -14,32 +14,57 @@ from scipy import ndimage
 
 from pipeline.core.errors import ManifestError
 from pipeline.core.grid import Grid
+from pipeline.core.stats import Bins
 
 THERMAL_UNITS = ("celsius", "kelvin", "centikelvin")
 _KELVIN = 273.15
 _EIGHT = np.ones((3, 3), dtype=bool)  # 8-connectivity
 
 
-def to_celsius(dn: xr.DataArray, *, unit: str | None, scale: float | None,
-               offset: float | None) -> xr.DataArray:
-    """Thermal digital numbers to °C, float32, NaN where `dn` is NaN (nodata); lazy.
+def calibration(*, unit: str | None, scale: float | None,
+                offset: float | None) -> tuple[float, float]:
+    """(k, b) with °C = DN × k + b.
 
     Explicit `scale`/`offset` win: °C = DN × scale + offset (missing scale = 1, offset = 0; e.g.
     FLIR Duo Pro R / DJI XT2 TIFF: 0.04, -273.15). Otherwise by `unit`: celsius (default,
     °C = DN), kelvin (°C = DN - 273.15) or centikelvin (radiometric uint16: °C = DN × 0.01 - 273.15).
-    Computed in float64, then stored as float32.
     """
     if scale is not None or offset is not None:
-        k, b = (1.0 if scale is None else float(scale)), (0.0 if offset is None else float(offset))
-    elif unit in (None, "celsius"):
-        k, b = 1.0, 0.0
-    elif unit == "kelvin":
-        k, b = 1.0, -_KELVIN
-    elif unit == "centikelvin":
-        k, b = 0.01, -_KELVIN
-    else:
-        raise ManifestError(f"thermal_unit {unit!r} is not one of {', '.join(THERMAL_UNITS)}; "
-                            "use one of them or give thermal_scale and thermal_offset")
+        return (1.0 if scale is None else float(scale)), (0.0 if offset is None else float(offset))
+    if unit in (None, "celsius"):
+        return 1.0, 0.0
+    if unit == "kelvin":
+        return 1.0, -_KELVIN
+    if unit == "centikelvin":
+        return 0.01, -_KELVIN
+    raise ManifestError(f"thermal_unit {unit!r} is not one of {', '.join(THERMAL_UNITS)}; "
+                        "use one of them or give thermal_scale and thermal_offset")
+
+
+def celsius_block(dn: np.ndarray, *, k: float, b: float) -> np.ndarray:
+    """The kernel: DN → °C, computed in float64, stored as float32 (NaN stays NaN)."""
+    out = dn.astype(np.float64)
+    out *= k
+    out += b
+    return out.astype(np.float32)
+
+
+def thermal_bins(*, k: float, b: float, integer_dn: bool, lo: float, hi: float,
+                 bin_c: float) -> Bins:
+    """Histogram bins of the °C statistics over [lo, hi]: when the DNs are integers (radiometric
+    cameras: centikelvin, 0.04 K steps) one exact bin per possible value (DN quantum k, origin b),
+    so percentiles are exact (DESIGN.md §3.5: within the quantum, not between quanta); otherwise
+    bins of `bin_c`."""
+    if integer_dn and abs(k) >= bin_c / 2:
+        return Bins.quantum(step=abs(k), origin=b, lo=lo, hi=hi)
+    return Bins(lo=lo, hi=hi, bins=int(round((hi - lo) / bin_c)))
+
+
+def to_celsius(dn: xr.DataArray, *, unit: str | None, scale: float | None,
+               offset: float | None) -> xr.DataArray:
+    """Thermal digital numbers to °C (see `calibration`), float32, NaN where `dn` is NaN; lazy.
+    Computed in float64, then stored as float32 (`celsius_block`)."""
+    k, b = calibration(unit=unit, scale=scale, offset=offset)
     out = (dn.astype(np.float64) * k + b).astype(np.float32)
     out.attrs = {**dn.attrs, "units": "degC"}
     return out.rename("thermal_c")

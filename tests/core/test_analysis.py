@@ -106,3 +106,32 @@ def test_analysis__distributed_local_cluster_with_processes_equals_threads(tmp_p
     for name in ("ndvi.tif", "thermal_c.tif"):
         with rasterio.open(tmp_path / "threads" / name) as a, rasterio.open(tmp_path / "cluster" / name) as b:
             np.testing.assert_array_equal(a.read(), b.read())
+
+
+def test_analyse_thermal__centikelvin_percentiles_exact_and_outputs_encoded(tmp_path):
+    """Radiometric uint16 centikelvin on a few quanta (where estimating between quanta erred by
+    up to 0.01 °C): p90 equals numpy's on the written °C values; the heatmap is paletted."""
+    from tests.rasters import north_up, write_raster
+
+    rng = np.random.default_rng(3)
+    dn = rng.integers(30_262, 30_268, size=(300, 410)).astype(np.uint16)  # 29.47..29.52 °C
+    dn[:10] = 0
+    path = write_raster(tmp_path / "t.tif", dn, nodata=0,
+                        transform=north_up(left=500_000, top=4_000_000, res=0.5))
+    source = ImageSource(name="t.tif", path=str(path), bands=("thermal",))
+    lines: list[str] = []
+    with dask.config.set(scheduler="threads"):
+        result = analyse_thermal(sources=[source], unit="centikelvin", scale=None, offset=None,
+                                 workdir=tmp_path / "out", chunks=128, log=lines.append)
+    with rasterio.open(tmp_path / "out" / "thermal_c.tif") as c, \
+            rasterio.open(tmp_path / "out" / "thermal_heatmap.tif") as h:
+        celsius = c.read(1)
+        assert c.tags(ns="IMAGE_STRUCTURE")["COMPRESSION"] == "ZSTD"
+        assert h.count == 1 and h.colorinterp[0].name == "palette" and h.nodata == 0
+        np.testing.assert_array_equal(h.read(1) == 0, np.isnan(celsius))
+    valid = celsius[~np.isnan(celsius)].astype(np.float64)
+    assert abs(result.stats["p90_c"] - np.percentile(valid, 90)) < 1e-4
+    assert result.stats["mean_c"] == pytest.approx(valid.mean(), rel=1e-6)
+    assert result.encoding == {"float": "ZSTD", "max_z_error": None, "heatmap": "PALETTE"}
+    assert any("exact percentiles" in line for line in lines), lines
+    assert any("windows in" in line and "MP/s" in line for line in lines), lines

@@ -1,24 +1,23 @@
-"""COG profiles, staged writing, translation and PNG previews, read back with rasterio."""
+"""COG profiles and encodings, staged writing, translation and PNG previews, read back with
+rasterio."""
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
-import dask
 import numpy as np
 import pytest
 import rasterio
 import rioxarray
 import xarray as xr
 from affine import Affine
-from dask.delayed import Delayed
+from rasterio.enums import ColorInterp
 from rio_cogeo.cogeo import cog_validate
 
-from pipeline.core.cog import COG_PROFILES, stage_rasters, translate_to_cog, write_cog
+from pipeline.core.cog import COG_PROFILES, CogEncoding, translate_to_cog, write_cog
 from pipeline.core.errors import MissingCRS
 from pipeline.core.preview import png_preview, preview_shape
-from pipeline.core.ramps import Scale, colorize
+from pipeline.core.ramps import Scale, colour_table, palette_index
 from pipeline.core.registry import INDICES, compute
 
 REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
@@ -45,25 +44,51 @@ def values() -> np.ndarray:
     return v
 
 
+SCALE = Scale("RdYlGn", -0.2, 1.0)
+
+
 @pytest.fixture(scope="module")
 def written(values, tmp_path_factory) -> dict[str, Path]:
-    """Both profiles written from dask arrays whose chunks are not multiples of the 512 block."""
+    """Every profile written from dask arrays whose chunks are not multiples of the 512 block."""
     out = tmp_path_factory.mktemp("cog")
     da = raster(values).chunk({"y": 300, "x": 700})
     write_cog(da, out / "ndvi.tif", profile="float32")
-    write_cog(colorize(da, scale=Scale("RdYlGn", -0.2, 1.0)), out / "heat.tif", profile="rgba")
-    return {"float32": out / "ndvi.tif", "rgba": out / "heat.tif"}
+    write_cog(da, out / "deflate.tif", profile=CogEncoding(compression="deflate").profile("float32"))
+    write_cog(da, out / "lerc.tif",
+              profile=CogEncoding(compression="lerc", max_z_error=1e-3).profile("float32"))
+    write_cog(da, out / "heat.tif", profile="palette", scale=SCALE, window=500)
+    return {"float32": out / "ndvi.tif", "deflate": out / "deflate.tif", "lerc": out / "lerc.tif",
+            "palette": out / "heat.tif"}
 
 
 def test_cog_profiles__data_in_one_place():
-    f32, rgba = COG_PROFILES["float32"], COG_PROFILES["rgba"]
-    assert f32["creation"]["PREDICTOR"] == "FLOATING_POINT"
-    assert f32["creation"]["BLOCKSIZE"] == "512"
-    assert f32["creation"]["OVERVIEW_RESAMPLING"] == "AVERAGE" and np.isnan(f32["nodata"])
-    assert rgba["creation"]["PREDICTOR"] == "STANDARD" and rgba["dtype"] == "uint8"
+    f32, palette = COG_PROFILES["float32"], COG_PROFILES["palette"]
+    assert f32["creation"]["COMPRESS"] == "ZSTD" and f32["creation"]["PREDICTOR"] == "FLOATING_POINT"
+    assert COG_PROFILES["float32-deflate"]["creation"]["PREDICTOR"] == "FLOATING_POINT"
+    assert COG_PROFILES["float32-lerc"]["creation"]["COMPRESS"] == "LERC_ZSTD"
+    for name in ("float32", "float32-deflate", "float32-lerc"):
+        p = COG_PROFILES[name]
+        assert p["creation"]["BLOCKSIZE"] == "512" and np.isnan(p["nodata"])
+        assert p["creation"]["OVERVIEW_RESAMPLING"] == "AVERAGE"
+    assert palette["dtype"] == "uint8" and palette["nodata"] == 0
+    assert palette["creation"]["OVERVIEW_RESAMPLING"] in ("NEAREST", "MODE")
 
 
-@pytest.mark.parametrize("profile", ["float32", "rgba"])
+def test_cog_encoding__settings_checked_and_summarised():
+    assert CogEncoding().summary() == {"float": "ZSTD", "max_z_error": None, "heatmap": "PALETTE"}
+    assert CogEncoding("deflate").summary()["float"] == "DEFLATE"
+    lerc = CogEncoding("lerc", 1e-4)
+    assert lerc.summary() == {"float": "LERC_ZSTD", "max_z_error": 1e-4, "heatmap": "PALETTE"}
+    assert lerc.profile("float32").creation["MAX_Z_ERROR"] == "0.0001"
+    with pytest.raises(ValueError, match="IMAGERY_COG_MAX_Z_ERROR"):
+        CogEncoding("lerc")
+    with pytest.raises(ValueError, match="IMAGERY_COG_MAX_Z_ERROR"):
+        CogEncoding("zstd", 0.1)
+    with pytest.raises(ValueError, match="IMAGERY_COG_COMPRESSION='jpeg'"):
+        CogEncoding("jpeg")
+
+
+@pytest.mark.parametrize("profile", ["float32", "deflate", "lerc", "palette"])
 def test_write_cog__valid_cog_with_overviews_and_georeferencing(written, profile):
     is_valid, errors, warnings = cog_validate(written[profile])
     assert is_valid, errors
@@ -74,58 +99,60 @@ def test_write_cog__valid_cog_with_overviews_and_georeferencing(written, profile
         assert (src.width, src.height) == (1300, 1100)
         assert src.block_shapes[0] == (512, 512)
         assert src.overviews(1) == [2, 4]
-        assert src.tags(ns="IMAGE_STRUCTURE")["COMPRESSION"] == "DEFLATE"
+        expected = {"float32": "ZSTD", "deflate": "DEFLATE", "lerc": "LERC_ZSTD",
+                    "palette": "ZSTD"}[profile]
+        assert src.tags(ns="IMAGE_STRUCTURE")["COMPRESSION"] == expected
 
 
-def test_write_cog__float32_roundtrips_exactly_with_nan_nodata(written, values):
-    with rasterio.open(written["float32"]) as src:
+@pytest.mark.parametrize("profile", ["float32", "deflate"])
+def test_write_cog__float32_lossless_roundtrip_with_nan_nodata(written, values, profile):
+    with rasterio.open(written[profile]) as src:
         assert src.count == 1 and src.dtypes == ("float32",)
         assert np.isnan(src.nodata)
         assert src.tags(ns="IMAGE_STRUCTURE")["PREDICTOR"] == "3"
         np.testing.assert_array_equal(src.read(1), values)
 
 
-def test_write_cog__rgba_alpha_zero_exactly_where_nan(written, values):
-    with rasterio.open(written["rgba"]) as src:
-        assert src.count == 4 and src.dtypes == ("uint8",) * 4 and src.nodata is None
-        assert [c.name for c in src.colorinterp] == ["red", "green", "blue", "alpha"]
-        assert src.tags(ns="IMAGE_STRUCTURE")["PREDICTOR"] == "2"
-        rgba = src.read()
-    np.testing.assert_array_equal(rgba[3] == 0, np.isnan(values))
-    np.testing.assert_array_equal(rgba[3][~np.isnan(values)], 255)
-    expected = colorize(raster(values), scale=Scale("RdYlGn", -0.2, 1.0)).values
-    np.testing.assert_array_equal(rgba, expected)
+def test_write_cog__lerc_within_its_bound_recorded_in_the_file(written, values):
+    with rasterio.open(written["lerc"]) as src:
+        assert src.tags()["MAX_Z_ERROR"] == "0.001"
+        got = src.read(1)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(values))
+    valid = ~np.isnan(values)
+    assert np.abs(got[valid] - values[valid]).max() <= 1e-3 * (1 + 1e-4)
 
 
-def test_stage_rasters__one_task_for_many_outputs_computed_with_stats(tmp_path, values):
-    da = raster(values).chunk({"y": 400, "x": 333})
-    rgba = colorize(da, scale=Scale("inferno", 0.0, 1.0))
-    staged = stage_rasters({tmp_path / "a.tif": da, tmp_path / "b.tif": rgba})
-    assert isinstance(staged, Delayed)
-    pickle.loads(pickle.dumps(staged))  # picklable graph: works with distributed workers
-    count, mean = dask.compute(staged, da.mean())
-    assert count == 5 * values.size  # 1 float band + 4 RGBA bands
-    assert float(mean) == pytest.approx(float(np.nanmean(values)), rel=1e-5)
-    with rasterio.open(tmp_path / "a.tif") as a, rasterio.open(tmp_path / "b.tif") as b:
-        assert a.tags(ns="IMAGE_STRUCTURE").get("COMPRESSION") is None  # staged uncompressed
-        np.testing.assert_array_equal(a.read(1), values)
-        np.testing.assert_array_equal(b.read(), rgba.values)
+def test_write_cog__palette_one_band_table_and_nodata_zero_exactly_where_nan(written, values):
+    with rasterio.open(written["palette"]) as src:
+        assert src.count == 1 and src.dtypes == ("uint8",) and src.nodata == 0
+        assert src.colorinterp[0] == ColorInterp.palette
+        colormap = src.colormap(1)
+        index = src.read(1)
+        overview = src.read(1, out_shape=(275, 325))
+    table = colour_table(SCALE.ramp)
+    assert colormap[0] == (0, 0, 0, 0)
+    for p in (1, 128, 255):
+        assert colormap[p] == tuple(int(c) for c in table[p])
+    np.testing.assert_array_equal(index == 0, np.isnan(values))
+    np.testing.assert_array_equal(index, palette_index(values, vmin=SCALE.vmin, vmax=SCALE.vmax))
+    assert set(np.unique(overview)) <= set(np.unique(index))  # NEAREST: colours of the scale
 
 
-def test_stage_rasters__numpy_input_and_distributed_scheduler(tmp_path, values):
-    distributed = pytest.importorskip("distributed")
-    with distributed.Client(processes=True, n_workers=2, threads_per_worker=1,
-                            dashboard_address=None) as client:
-        staged = stage_rasters({tmp_path / "a.tif": raster(values)})  # numpy-backed
-        client.compute(staged).result()
-    with rasterio.open(tmp_path / "a.tif") as src:
-        np.testing.assert_array_equal(src.read(1), values)
+def test_palette_cog__exact_pixels_at_vmin_vmax_and_nan(tmp_path):
+    v = np.array([[-0.2, 1.0, np.nan, -5.0], [5.0, 0.4, -0.2 + 1.2 / 255 * 0.5, 1.0 - 1e-6]],
+                 dtype=np.float32)
+    write_cog(raster(v), tmp_path / "h.tif", profile="palette", scale=SCALE)
+    with rasterio.open(tmp_path / "h.tif") as src:
+        got = src.read(1)
+    # p = 1 + min(floor((clip(v) - vmin) / (vmax - vmin) * 255), 254); 0 where NaN
+    np.testing.assert_array_equal(got, [[1, 255, 0, 1], [255, 128, 1, 255]])
+    assert cog_validate(tmp_path / "h.tif")[0]
 
 
-def test_stage_rasters__without_crs_names_the_file(tmp_path):
+def test_write_cog__without_crs_names_the_file(tmp_path):
     da = xr.DataArray(np.zeros((4, 4), np.float32), dims=("y", "x"))
     with pytest.raises(MissingCRS, match="a.tif.*write_crs"):
-        stage_rasters({tmp_path / "a.tif": da})
+        write_cog(da, tmp_path / "a.tif", profile="float32")
 
 
 def test_translate_to_cog__unknown_profile_leaves_no_file(tmp_path, written):
@@ -147,7 +174,7 @@ def test_preview_shape__long_side_capped_aspect_kept():
 
 
 def test_png_preview__size_and_alpha(tmp_path, written, values):
-    size = png_preview(written["rgba"], tmp_path / "p.png", max_size=325)
+    size = png_preview(written["palette"], tmp_path / "p.png", max_size=325)
     assert size == (325, 275)
     with rasterio.open(tmp_path / "p.png") as png:
         assert png.driver == "PNG" and png.count == 4 and (png.width, png.height) == size
@@ -155,9 +182,12 @@ def test_png_preview__size_and_alpha(tmp_path, written, values):
     assert rgba[3, 52:63, 102:223].max() == 0  # the NaN hole (rows 200:260, cols 400:900) / 4
     assert (rgba[3] == 255).mean() > 0.9
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.png"]  # no temp or .aux.xml
+    with rasterio.open(written["palette"]) as src:  # the PNG's colours are the COG's table
+        index = src.read(1, out_shape=(275, 325))
+    np.testing.assert_array_equal(np.moveaxis(rgba, 0, -1), colour_table(SCALE.ramp)[index])
 
 
-def test_png_preview__rejects_non_rgba(tmp_path, written):
+def test_png_preview__rejects_non_palette(tmp_path, written):
     with pytest.raises(ValueError, match="colourise"):
         png_preview(written["float32"], tmp_path / "p.png")
 
@@ -169,13 +199,10 @@ def test_pipeline__real_rgbn_ndvi_to_cogs_and_preview(tmp_path):
         for i, name in ((1, "red"), (2, "green"), (3, "blue"), (4, "nir"))
     }
     ndvi = compute(INDICES["ndvi"], reflectance)
-    heat = colorize(ndvi, scale=INDICES["ndvi"].scale)
-    staged = stage_rasters({tmp_path / "s_ndvi.tif": ndvi, tmp_path / "s_heat.tif": heat})
-    _, vmax = dask.compute(staged, ndvi.max())
-    translate_to_cog(tmp_path / "s_ndvi.tif", tmp_path / "ndvi.tif", profile="float32")
-    translate_to_cog(tmp_path / "s_heat.tif", tmp_path / "heat.tif", profile="rgba")
+    write_cog(ndvi, tmp_path / "ndvi.tif", profile="float32")
+    write_cog(ndvi, tmp_path / "heat.tif", profile="palette", scale=INDICES["ndvi"].scale)
     assert cog_validate(tmp_path / "ndvi.tif")[0] and cog_validate(tmp_path / "heat.tif")[0]
     assert png_preview(tmp_path / "heat.tif", tmp_path / "heat.png", max_size=200) == (200, 156)
     with rasterio.open(tmp_path / "ndvi.tif") as src, rasterio.open(REAL / "rgbn_5m.tif") as raw:
         assert src.crs == raw.crs and src.transform.almost_equals(raw.transform)
-        assert float(np.nanmax(src.read(1))) == pytest.approx(float(vmax))
+        assert float(np.nanmax(src.read(1))) == pytest.approx(float(ndvi.max()))

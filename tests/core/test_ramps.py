@@ -8,7 +8,7 @@ import pytest
 import rioxarray  # noqa: F401  (registers .rio)
 import xarray as xr
 
-from pipeline.core.ramps import Scale, colorize, legend_stops, lut
+from pipeline.core.ramps import Scale, colorize, colour_table, legend_stops, lut, palette_index
 from pipeline.core.registry import INDICES, THERMAL_SCALE
 
 UNIT = Scale("RdYlGn", 0.0, 1.0)
@@ -103,3 +103,43 @@ def test_legend_stops__thermal_default_six():
 def test_scale__vmin_must_be_below_vmax():
     with pytest.raises(ValueError, match="vmin"):
         Scale("RdYlGn", 1.0, 1.0)
+
+
+def test_colour_table__entry_zero_transparent_then_the_ramp_at_p_minus_1_over_254():
+    from matplotlib import colormaps
+
+    table = colour_table("RdYlGn")
+    assert table.shape == (256, 4) and table.dtype == np.uint8
+    assert tuple(table[0]) == (0, 0, 0, 0)
+    expected = np.round(colormaps["RdYlGn"](np.arange(255) / 254)[:, :3] * 255)
+    np.testing.assert_array_equal(table[1:, :3], expected)
+    np.testing.assert_array_equal(table[1:, 3], 255)
+
+
+def test_palette_index__formula_boundaries_and_nan():
+    scale = Scale("viridis", -1.0, 1.0)
+    v = np.array([-1.0, 1.0, np.nan, -7.0, 7.0, 0.0, -1.0 + 2.0 / 255 * 3.5], dtype=np.float32)
+    got = palette_index(v, vmin=scale.vmin, vmax=scale.vmax)
+    t = (np.clip(v[[0, 1, 3, 4, 5, 6]].astype(np.float64), -1, 1) + 1) / 2
+    want = 1 + np.minimum(np.floor(t * 255), 254)
+    assert got.dtype == np.uint8
+    np.testing.assert_array_equal(got[[0, 1, 3, 4, 5, 6]], want)
+    assert list(got[:3]) == [1, 255, 0]
+
+
+def test_legend_and_pdf_colours_come_from_the_heatmap_table():
+    from pipeline.core import report_charts
+    from pipeline.core.summary import Scale as SummaryScale
+
+    scale = INDICES["ndvi"].scale
+    values = np.linspace(-0.5, 1.3, 37)
+    table = colour_table(scale.ramp)
+    index = palette_index(values, vmin=scale.vmin, vmax=scale.vmax)
+    pdf = report_charts.ramp_colours(SummaryScale(ramp=scale.ramp, vmin=scale.vmin,
+                                                  vmax=scale.vmax), values)
+    for colour, p in zip(pdf, index, strict=True):
+        assert tuple(round(c * 255) for c in (colour.red, colour.green, colour.blue)) == \
+            tuple(int(c) for c in table[p, :3])
+    for value, rgb in legend_stops(scale, n=5):
+        p = palette_index(np.array([value]), vmin=scale.vmin, vmax=scale.vmax)[0]
+        assert rgb == tuple(int(c) for c in table[p, :3])

@@ -85,7 +85,8 @@ def test_summary__validates_against_committed_schema() -> None:
         jsonschema.Draft202012Validator(_committed_schema()).validate(document)
         assert document["schema_version"] == 1
         assert list(document) == ["schema_version", "batch_id", "generated_at", "code_version", "grid",
-                                  "indices", "thermal", "zones", "ignored_images", "artifacts"]
+                                  "indices", "thermal", "zones", "ignored_images", "artifacts",
+                                  "artifacts_encoding"]
 
 
 def test_summary__committed_schema_is_up_to_date() -> None:

@@ -17,6 +17,7 @@ from pipeline.core.engine import Layer, publish, run_windows, windows
 from pipeline.core.index_pass import IndexPass
 from pipeline.core.mosaic import ImageSource, mosaic
 from pipeline.core.ramps import Scale, palette_index
+from pipeline.core.registry import INDICES
 from pipeline.core.stats import Bins, LazyStats, block_table, finalize
 from tests.rasters import north_up, write_raster
 
@@ -94,6 +95,6 @@ def test_index_pass__repr_carries_no_credentials(tmp_path):
     reader = replace(reader, tiles={band: tuple(replace(t, gdal_options=secret) for t in tiles)
                                     for band, tiles in reader.tiles.items()})
     plan = IndexPass(reader=reader, indices=("ndvi",), bins={"ndvi": BINS}, zones=(),
-                     transform=tuple(m.grid.transform)[:6])
+                     transform=tuple(m.grid.transform)[:6], definitions={"ndvi": INDICES["ndvi"]})
     assert "s3cr3t" not in repr(plan) and "s3cr3t" not in str(plan)
     assert "s3cr3t" in repr(reader)  # the reader itself would show it: hence the kernel's repr

@@ -23,7 +23,6 @@ from pathlib import Path
 import dask
 import numpy as np
 import rasterio
-import xarray as xr
 from rio_cogeo.cogeo import cog_validate
 
 from bench.generate import generate
@@ -53,13 +52,13 @@ def engine(ndvi: np.ndarray, grid: GridSpec, dst: Path) -> None:
 
 
 def odc_geo(ndvi: np.ndarray, grid: GridSpec, dst: Path) -> None:
-    import odc.geo.xr  # noqa: F401  (registers .odc)
+    import dask.array as dsa
     from odc.geo.cog import save_cog_with_dask
     from odc.geo.geobox import GeoBox
+    from odc.geo.xr import wrap_xr
 
     gbox = GeoBox((grid.height, grid.width), grid.transform, grid.crs)
-    xx = xr.DataArray(dask.array.from_array(ndvi, chunks=512), dims=("y", "x"),
-                      coords=gbox.xr_coords(with_crs=True), attrs={"nodata": np.nan})
+    xx = wrap_xr(dsa.from_array(ndvi, chunks=512), gbox, nodata=np.nan)
     with dask.config.set(scheduler="threads", num_workers=2):
         save_cog_with_dask(xx, str(dst), compression="zstd", level=1, predictor=3, blocksize=512,
                            overview_resampling="average").compute()

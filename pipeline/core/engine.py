@@ -193,14 +193,17 @@ def run_windows(kernel: WindowKernel, *, grid: GridSpec, chunks: int, workdir: P
     return tables or {}, stages
 
 
-PUBLISH_CONCURRENCY = 2  # COGs encoded at once: measured 25-40 % faster than one at a time
+# COGs encoded at once, each with GDAL's NUM_THREADS=ALL_CPUS. Two at a time was 25-40 % faster
+# at 4096² on a loaded machine but 40 % slower at 8192² on a quieter one, with +170 MB peak RSS
+# (two overview builds share the 128 MB GDAL cache): one at a time (bench/RESULTS.md).
+PUBLISH_CONCURRENCY = 1
 
 
 def _publish_one(name: str, stage: Stage, workdir: Path, keep_stages: bool,
                  log: Log) -> list[OutputFile]:
     t0 = time.monotonic()
     cog = workdir / f"{name}.tif"
-    translate_to_cog(stage.path, cog, profile=stage.profile, num_threads=2)
+    translate_to_cog(stage.path, cog, profile=stage.profile)
     if not keep_stages:
         stage.path.unlink(missing_ok=True)
     files = [OutputFile(f"{name}.tif", cog, stage.profile.kind)]

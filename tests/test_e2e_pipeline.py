@@ -102,8 +102,10 @@ def test_pipeline__upload_to_report_on_seaweedfs_and_postgres(pg, tmp_path, monk
         with rasterio.open(path) as ds:
             assert ds.crs.to_string() == "EPSG:32633" and ds.dtypes[0] == "float32"
             assert np.isnan(ds.nodata)
-    with rasterio.open(downloads / bid / "ndvi_heatmap.tif") as ds:
-        assert ds.count == 4 and ds.dtypes[0] == "uint8"
+    with rasterio.open(downloads / bid / "ndvi_heatmap.tif") as ds:  # DESIGN.md §3.1
+        assert ds.count == 1 and ds.dtypes[0] == "uint8" and ds.nodata == 0
+        assert ds.colorinterp[0].name == "palette" and ds.colormap(1)[0] == (0, 0, 0, 0)
+        assert cog_validate(str(downloads / bid / "ndvi_heatmap.tif"), quiet=True)[0]
     with rasterio.open(downloads / bid / "ndvi_heatmap.png") as ds:
         assert max(ds.width, ds.height) <= 1024
 
@@ -128,6 +130,8 @@ def test_pipeline__upload_to_report_on_seaweedfs_and_postgres(pg, tmp_path, monk
     assert [z["name"] for z in summary["zones"]] == ["North-west field", "North-east field",
                                                      "South-west field", "South-east field"]
     assert summary["artifacts"]["ndvi"] == f"s3://{heat}/{bid}/ndvi.tif"
+    assert summary["artifacts_encoding"] == {"float": "ZSTD", "max_z_error": None,
+                                             "heatmap": "PALETTE"}
 
     # distribution.json: links that work, a webhook that arrived signed after one retry.
     record = json.loads(store.get_bytes(rep, f"{bid}/distribution.json"))

@@ -135,3 +135,25 @@ def test_analyse_thermal__centikelvin_percentiles_exact_and_outputs_encoded(tmp_
     assert result.encoding == {"float": "ZSTD", "max_z_error": None, "heatmap": "PALETTE"}
     assert any("exact percentiles" in line for line in lines), lines
     assert any("windows in" in line and "MP/s" in line for line in lines), lines
+
+
+def test_analyse_indices__lerc_encoding_reaches_the_cogs_and_the_summary_fields(tmp_path):
+    from pipeline.core.cog import CogEncoding
+
+    source = ImageSource(name="rgbn_5m.tif", path=str(REAL / "rgbn_5m.tif"),
+                         bands=("red", "green", "blue", "nir"))
+    with dask.config.set(scheduler="threads"):
+        lerc = analyse_indices(sources=[source], reflectance_scale=1 / 255, workdir=tmp_path,
+                               encoding=CogEncoding(compression="lerc", max_z_error=1e-4))
+        exact = analyse_indices(sources=[source], reflectance_scale=1 / 255,
+                                workdir=tmp_path / "zstd")
+    assert lerc.encoding == {"float": "LERC_ZSTD", "max_z_error": 1e-4, "heatmap": "PALETTE"}
+    with rasterio.open(tmp_path / "ndvi.tif") as a, rasterio.open(tmp_path / "zstd" / "ndvi.tif") as b:
+        assert a.tags(ns="IMAGE_STRUCTURE")["COMPRESSION"] == "LERC_ZSTD"
+        assert a.tags()["MAX_Z_ERROR"] == "0.0001"
+        got, want = a.read(1), b.read(1)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    assert np.nanmax(np.abs(got - want)) <= 1.0001e-4
+    assert cog_validate(str(tmp_path / "ndvi.tif"), quiet=True)[0]
+    # statistics come from the unrounded values, whatever the encoding
+    assert lerc.indices["ndvi"].stats == exact.indices["ndvi"].stats

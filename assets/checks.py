@@ -102,8 +102,8 @@ def _cogs_valid(published: PublishedObjects, *, dtype: str, count: int = 1,
                 if ds.count != count or ds.dtypes[0] != dtype:
                     problems.append(f"{name}: {ds.count} × {ds.dtypes[0]}, expected {count} × {dtype}")
                 elif palette and (ds.colorinterp[0].name != "palette" or ds.nodata != 0):
-                    problems.append(f"{name}: not paletted with nodata 0 ({ds.colorinterp[0].name}, "
-                                    f"nodata {ds.nodata})")
+                    problems.append(f"{name}: not paletted with nodata 0 "
+                                    f"({ds.colorinterp[0].name}, nodata {ds.nodata})")
     return dg.AssetCheckResult(passed=not problems,
                                metadata={"rasters_checked": checked,
                                          "problems": "; ".join(problems) or "none"})

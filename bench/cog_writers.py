@@ -1,6 +1,6 @@
 """COG writers compared on one float32 raster (NDVI of the bench input): what §3.1 encodes with.
 
-    PYTHONPATH=<dir with odc-geo, tifffile, imagecodecs> .venv/bin/python -m bench.cog_writers --size 4096
+    PYTHONPATH=.:<odc-geo, tifffile, imagecodecs> .venv/bin/python -m bench.cog_writers --size 4096
 
 1. engine: the production path -- windows written into an uncompressed local `Stage`, then GDAL's
    COG driver (`translate_to_cog`, NUM_THREADS=ALL_CPUS, GDAL_CACHEMAX 128 MB).
@@ -41,7 +41,8 @@ def _ndvi(path: Path) -> tuple[np.ndarray, GridSpec]:
 
 
 def engine(ndvi: np.ndarray, grid: GridSpec, dst: Path) -> None:
-    stage = Stage(dst.with_suffix(".stage.tif"), grid=grid, profile=CogEncoding().profile("float32"))
+    stage = Stage(dst.with_suffix(".stage.tif"), grid=grid,
+                  profile=CogEncoding().profile("float32"))
     for r in range(0, grid.height, 1024):
         for c in range(0, grid.width, 1024):
             stage.write(ndvi[r:r + 1024, c:c + 1024], rows=(r, min(r + 1024, grid.height)),

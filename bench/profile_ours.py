@@ -58,7 +58,8 @@ def main() -> None:
               f"{time.monotonic() - t0:.1f} s", flush=True)
         for name in ("ndvi", "ndvi_heatmap"):
             t0 = time.monotonic()
-            translate_to_cog(stages[name].path, work / f"one_{name}.tif", profile=stages[name].profile)
+            translate_to_cog(stages[name].path, work / f"one_{name}.tif",
+                             profile=stages[name].profile)
             print(f"3. COG encode {name} ({stages[name].profile.name}): "
                   f"{time.monotonic() - t0:.1f} s", flush=True)
         t0 = time.monotonic()

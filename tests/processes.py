@@ -1,5 +1,6 @@
 """Long-running services for tests, each in its own session (process group): the Dagster daemon
-and a dask scheduler + workers (optionally each worker with a private /tmp). Stopped with SIGTERM to the group, SIGKILL after a timeout, and
+and a dask scheduler + workers (optionally each worker with a private /tmp). Stopped with SIGTERM
+to the group, SIGKILL after a timeout, and
 checked afterwards: no process of the session may be left (a daemon started in the background
 ignores SIGTERM unless it leads its own group, and its code server and run workers are children).
 """

@@ -292,4 +292,5 @@ def analyse_thermal(
         histogram=coarse_histogram(p, vmin=THERMAL_SCALE.vmin, vmax=THERMAL_SCALE.vmax))
 
 
-__all__ = ["INDICES", "IndexAnalysis", "OutputFile", "ThermalAnalysis", "analyse_indices", "analyse_thermal"]
+__all__ = ["INDICES", "IndexAnalysis", "OutputFile", "ThermalAnalysis", "analyse_indices",
+           "analyse_thermal"]

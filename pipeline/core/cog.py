@@ -259,7 +259,8 @@ def write_cog(da: xr.DataArray, dst: Path, *, profile: str | CogProfile,
         try:
             for r0 in range(0, grid.height, window):
                 for c0 in range(0, grid.width, window):
-                    rows, cols = (r0, min(r0 + window, grid.height)), (c0, min(c0 + window, grid.width))
+                    rows = (r0, min(r0 + window, grid.height))
+                    cols = (c0, min(c0 + window, grid.width))
                     block = da.data[rows[0]:rows[1], cols[0]:cols[1]]
                     block = block.compute() if hasattr(block, "compute") else np.asarray(block)
                     if profile.kind == "palette":

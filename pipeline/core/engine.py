@@ -67,7 +67,10 @@ class WindowKernel(Protocol):
         ...
 
 
-def windows(shape: tuple[int, int], chunks: int) -> Sequence[tuple[tuple[int, int], tuple[int, int]]]:
+Window = tuple[tuple[int, int], tuple[int, int]]  # (rows, cols) ranges
+
+
+def windows(shape: tuple[int, int], chunks: int) -> Sequence[Window]:
     """Row and column ranges of the grid's windows, row by row."""
     height, width = shape
     return [((r, min(r + chunks, height)), (c, min(c + chunks, width)))

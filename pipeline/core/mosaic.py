@@ -78,7 +78,7 @@ class Mosaic:
     @property
     def thermal_aligned(self) -> bool:
         """True when every thermal tile is read unresampled (values are the file's DNs)."""
-        return all(t.offset is not None for t in self.thermal_tiles)
+        return all(t.placement is not None for t in self.thermal_tiles)
 
     def window_reader(self) -> WindowReader:
         """A picklable reader of every optical band in one grid window (see `WindowReader`)."""

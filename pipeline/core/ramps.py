@@ -87,7 +87,7 @@ def colour_table(ramp: str) -> np.ndarray:
 
 
 def gdal_colormap(ramp: str) -> dict[int, tuple[int, int, int, int]]:
-    """`colour_table(ramp)` as the {index: (r, g, b, a)} mapping rasterio's `write_colormap` takes."""
+    """`colour_table(ramp)` as the {index: (r, g, b, a)} mapping of rasterio's `write_colormap`."""
     return {i: tuple(int(c) for c in row) for i, row in enumerate(colour_table(ramp))}
 
 

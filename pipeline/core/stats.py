@@ -18,8 +18,8 @@ dask: memory is O(groups × bins), never O(pixels). Group 0 is the whole raster;
 - class fractions are exact when class bounds fall on bin edges (otherwise linear inside the bin);
   a class whose lower bound is ≤ lo also takes the underflow, one whose upper bound is ≥ hi takes
   the overflow and the value hi itself.
-- quantised inputs (e.g. thermal centikelvin: every value is origin + k × quantum) use `Bins.quantum`:
-  one bin per possible value, centred on it, so a value is binned exactly despite float rounding
+- quantised inputs (e.g. thermal centikelvin: every value is origin + k × quantum) use
+  `Bins.quantum`: one bin per possible value, centred on it, so a value is binned exactly despite float rounding
   and every order statistic IS its bin's centre: percentiles are then exact (to float rounding).
 Undefined numbers (no valid pixel) are None.
 

@@ -148,7 +148,8 @@ def test_analyse_indices__lerc_encoding_reaches_the_cogs_and_the_summary_fields(
         exact = analyse_indices(sources=[source], reflectance_scale=1 / 255,
                                 workdir=tmp_path / "zstd")
     assert lerc.encoding == {"float": "LERC_ZSTD", "max_z_error": 1e-4, "heatmap": "PALETTE"}
-    with rasterio.open(tmp_path / "ndvi.tif") as a, rasterio.open(tmp_path / "zstd" / "ndvi.tif") as b:
+    with rasterio.open(tmp_path / "ndvi.tif") as a, \
+            rasterio.open(tmp_path / "zstd" / "ndvi.tif") as b:
         assert a.tags(ns="IMAGE_STRUCTURE")["COMPRESSION"] == "LERC_ZSTD"
         assert a.tags()["MAX_Z_ERROR"] == "0.0001"
         got, want = a.read(1), b.read(1)

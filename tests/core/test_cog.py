@@ -53,7 +53,8 @@ def written(values, tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("cog")
     da = raster(values).chunk({"y": 300, "x": 700})
     write_cog(da, out / "ndvi.tif", profile="float32")
-    write_cog(da, out / "deflate.tif", profile=CogEncoding(compression="deflate").profile("float32"))
+    write_cog(da, out / "deflate.tif",
+              profile=CogEncoding(compression="deflate").profile("float32"))
     write_cog(da, out / "lerc.tif",
               profile=CogEncoding(compression="lerc", max_z_error=1e-3).profile("float32"))
     write_cog(da, out / "heat.tif", profile="palette", scale=SCALE, window=500)
@@ -63,7 +64,8 @@ def written(values, tmp_path_factory) -> dict[str, Path]:
 
 def test_cog_profiles__data_in_one_place():
     f32, palette = COG_PROFILES["float32"], COG_PROFILES["palette"]
-    assert f32["creation"]["COMPRESS"] == "ZSTD" and f32["creation"]["PREDICTOR"] == "FLOATING_POINT"
+    assert f32["creation"]["COMPRESS"] == "ZSTD"
+    assert f32["creation"]["PREDICTOR"] == "FLOATING_POINT"
     assert COG_PROFILES["float32-deflate"]["creation"]["PREDICTOR"] == "FLOATING_POINT"
     assert COG_PROFILES["float32-lerc"]["creation"]["COMPRESS"] == "LERC_ZSTD"
     for name in ("float32", "float32-deflate", "float32-lerc"):

@@ -20,7 +20,7 @@ from pipeline.core.errors import ImageryError
 from pipeline.core.registry import BUILTIN_REGISTRY, THERMAL_SCALE, Registry
 from pipeline.core.validation import ValidatedBatch, thermal_calibration
 from pipeline.partitions import imagery_batches
-from pipeline.settings import get_settings
+from pipeline.settings import Settings, get_settings
 from resources.dask import DaskResource
 from resources.indices import IndexRegistryResource
 from resources.io_managers import PublishedFiles
@@ -82,10 +82,9 @@ _OWNERS = ["team:imagery"]
 _BUILTIN_SPECS = _index_specs(BUILTIN_REGISTRY)
 
 
-def cog_encoding() -> CogEncoding:
+def cog_encoding(settings: Settings) -> CogEncoding:
     """The float COG encoding of the settings (IMAGERY_COG_COMPRESSION, IMAGERY_COG_MAX_Z_ERROR),
     passed down to the engine as data (workers never read the environment)."""
-    settings = get_settings()
     return CogEncoding(compression=settings.cog_compression,
                        max_z_error=settings.cog_max_z_error)
 
@@ -230,7 +229,7 @@ def vegetation_indices(
                     sources=batch.optical_sources,
                     reflectance_scale=batch.manifest.reflectance_scale, workdir=workdir,
                     zones_geojson=zones, zones_name=batch.manifest.zones or "zones",
-                    max_pixels=limits.max_pixels, encoding=cog_encoding(),
+                    max_pixels=limits.max_pixels, encoding=cog_encoding(get_settings()),
                     log=context.log.info, registry=index_registry.registry())
             rasters = tuple(f for f in result.files if f.kind == "float32")
             heatmaps = tuple(f for f in result.files if f.kind != "float32")
@@ -298,7 +297,7 @@ def thermal_maps(
                     sources=batch.thermal_sources, unit=unit, scale=scale, offset=offset,
                     workdir=workdir, zones_geojson=zones,
                     zones_name=batch.manifest.zones or "zones",
-                    max_pixels=limits.max_pixels, encoding=cog_encoding(),
+                    max_pixels=limits.max_pixels, encoding=cog_encoding(get_settings()),
                     log=context.log.info)
             yield dg.Output(PublishedFiles(tuple(f for f in result.files if f.kind == "float32")),
                             "thermal_raster", metadata={"seconds": round(result.seconds, 2)})

@@ -1,10 +1,17 @@
-"""Session-wide test servers (see tests/servers.py). Others add their fixtures below."""
+"""Shared fixtures: test servers (tests/servers.py), a Postgres database (tests/pg.py) and the
+installed wheel (tests/installed.py)."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
+from tests.pg import temporary_database
 from tests.servers import S3Server, design_buckets, moto_server, seaweedfs
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +40,21 @@ def processed(tmp_path_factory):
     from tests.api_world import process_world
 
     return process_world(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def pg():
+    """A throwaway Postgres database per test module (tests/pg.py), dropped afterwards."""
+    with temporary_database() as database:
+        yield database
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    """The real imagery in ../shared/data/real next to the checkout (IMAGERY_TEST_REAL_DATA names
+    another folder). Tests that need it skip, saying why, when it is absent."""
+    folder = Path(os.environ.get("IMAGERY_TEST_REAL_DATA") or REPO.parent / "shared" / "data" / "real")
+    if not folder.is_dir():
+        pytest.skip(f"real imagery not available: {folder} does not exist (it is shared next to the "
+                    "checkout as ../shared/data/real; IMAGERY_TEST_REAL_DATA may name another folder)")
+    return folder

@@ -30,7 +30,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -231,19 +231,30 @@ _SLOWDOWN = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code
              b"<Message>Please reduce your request rate.</Message></Error>")
 
 
+# An action: None (forward), "503" (SlowDown without forwarding), ("stall", seconds) (wait, then
+# forward) or "flip" (flip one byte in the middle of the request body, then forward).
+Action = None | str | tuple[str, float]
+
+
 @dataclass
 class FaultProxy:
-    """A loopback HTTP proxy in front of an S3 endpoint that injects 503 SlowDown or stalls.
+    """A loopback HTTP proxy in front of an S3 endpoint that injects 503 SlowDown, stalls or
+    corrupted request bodies.
 
     `fail_next(n)`: the next n requests get 503 SlowDown without reaching the upstream;
     `fail_always()`: every request does; `stall_next(n, seconds)`: the next n requests wait that
-    long before being forwarded. `requests` counts every request received (for retry assertions).
-    The Host header is forwarded unchanged, so SigV4 signatures made for the proxy verify upstream.
+    long before being forwarded. For faults those cannot express, set `rule(method, path, headers)`
+    (lower-case header names) returning an action (see `Action`); it decides every request the
+    counters leave alone. `requests` counts every request received (for retry assertions), `seen`
+    lists (method, path, has_range, action) of each. The Host header is forwarded unchanged, so
+    SigV4 signatures made for the proxy verify upstream.
     """
 
     upstream: str
     endpoint_url: str = ""
     requests: int = 0
+    rule: Callable[[str, str, dict[str, str]], Action] = lambda method, path, headers: None
+    seen: list[tuple[str, str, bool, Action]] = field(default_factory=list)
     _fail: int = 0
     _stall: int = 0
     _stall_s: float = 0.0
@@ -264,17 +275,25 @@ class FaultProxy:
         with self._lock:
             self._fail = self._stall = 0
             self.requests = 0
+            self.seen.clear()
+            self.rule = lambda method, path, headers: None
 
-    def _decide(self) -> tuple[bool, float]:
+    def _decide(self, method: str, path: str, headers: dict[str, str]) -> Action:
         with self._lock:
             self.requests += 1
             if self._fail > 0:
                 self._fail -= 1
-                return True, 0.0
-            if self._stall > 0:
+                action: Action = "503"
+            elif self._stall > 0:
                 self._stall -= 1
-                return False, self._stall_s
-            return False, 0.0
+                action = ("stall", self._stall_s)
+            else:
+                action = None
+        if action is None:
+            action = self.rule(method, path, headers)
+        with self._lock:
+            self.seen.append((method, path, "range" in headers, action))
+        return action
 
 
 def _handler(proxy: FaultProxy, upstream_host: str, upstream_port: int):
@@ -287,8 +306,9 @@ def _handler(proxy: FaultProxy, upstream_host: str, upstream_port: int):
         def _relay(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else None
-            fail, stall = proxy._decide()
-            if fail:
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "expect")}
+            action = proxy._decide(self.command, self.path, {k.lower(): v for k, v in headers.items()})
+            if action == "503":
                 self.send_response(503)
                 self.send_header("Content-Type", "application/xml")
                 self.send_header("Content-Length", str(len(_SLOWDOWN)))
@@ -296,9 +316,11 @@ def _handler(proxy: FaultProxy, upstream_host: str, upstream_port: int):
                 if self.command != "HEAD":
                     self.wfile.write(_SLOWDOWN)
                 return
-            if stall:
-                time.sleep(stall)
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "expect")}
+            if isinstance(action, tuple) and action[0] == "stall":
+                time.sleep(action[1])
+            if action == "flip" and body:
+                middle = len(body) // 2
+                body = body[:middle] + bytes([body[middle] ^ 0xFF]) + body[middle + 1:]
             conn = http.client.HTTPConnection(upstream_host, upstream_port, timeout=60)
             try:
                 conn.request(self.command, self.path, body=body, headers=headers)
@@ -314,8 +336,10 @@ def _handler(proxy: FaultProxy, upstream_host: str, upstream_port: int):
                 if not head:
                     self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                if self.command != "HEAD":
+                if not head:
                     self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
             finally:
                 conn.close()
 

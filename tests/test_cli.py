@@ -25,9 +25,8 @@ from tests.harness import (
     sensor_tick,
 )
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
-FLIR = REAL / "flir_duo_pro_r_radiometric.tiff"
-RGBN = REAL / "rgbn_5m.tif"
+FLIR = "flir_duo_pro_r_radiometric.tiff"  # in the real imagery (the `real_data` fixture)
+RGBN = "rgbn_5m.tif"
 
 
 def run(*args: str):
@@ -141,26 +140,26 @@ def test_upload__invalid_batch_id_is_a_usage_error(local, sample):
     assert result.exit_code == 2 and "batch id" in result.stderr
 
 
-def test_validate__ungeoreferenced_file_names_it_and_says_no_crs(local, sample):
+def test_validate__ungeoreferenced_file_names_it_and_says_no_crs(local, sample, real_data):
     (sample / "manifest.json").unlink()
-    shutil.copy(FLIR, sample)
+    shutil.copy(real_data / FLIR, sample)
     result = run("validate", sample, "--thermal-unit", "centikelvin", "--json")
     assert result.exit_code == 2
     out = as_json(result)
     bad = [f for f in out["files"] if not f["ok"]]
-    assert [f["name"] for f in bad] == [FLIR.name] and "has no CRS" in bad[0]["error"]
+    assert [f["name"] for f in bad] == [FLIR] and "has no CRS" in bad[0]["error"]
     assert sum(f["ok"] for f in out["files"]) == 3
     text = run("validate", sample, "--thermal-unit", "centikelvin")
-    assert text.exit_code == 2 and "has no CRS" in text.stdout and FLIR.name in text.stdout
+    assert text.exit_code == 2 and "has no CRS" in text.stdout and FLIR in text.stdout
 
 
-def test_validate__unknown_bands_suggest_the_bands_option(local, tmp_path):
+def test_validate__unknown_bands_suggest_the_bands_option(local, tmp_path, real_data):
     folder = tmp_path / "rgbn"
     folder.mkdir()
-    shutil.copy(RGBN, folder)
+    shutil.copy(real_data / RGBN, folder)
     result = run("validate", folder)
     assert result.exit_code == 2
-    assert f"{RGBN.name}: has 4 band(s) without recognisable descriptions" in result.stdout
+    assert f"{RGBN}: has 4 band(s) without recognisable descriptions" in result.stdout
     assert "--bands" in result.stdout
     fixed = run("validate", folder, "--bands", "red,green,blue,nir", "--json")
     assert fixed.exit_code == 0, fixed.output
@@ -237,10 +236,10 @@ def test_status__store_only_states_uploading_waiting_done(local, sample):
     assert run("status", "no-such-batch").exit_code == 1
 
 
-def test_status__failed_run_reason_from_the_dagster_instance(s3, tmp_path):
+def test_status__failed_run_reason_from_the_dagster_instance(s3, tmp_path, real_data):
     resource, store = s3
     bid = "flir-no-crs"
-    store.put_bytes(resource.imagery_bucket, f"{bid}/thermal.tiff", FLIR.read_bytes())
+    store.put_bytes(resource.imagery_bucket, f"{bid}/thermal.tiff", (real_data / FLIR).read_bytes())
     manifest = {"schema_version": 1, "batch_id": bid,
                 "images": [{"path": "thermal.tiff", "bands": ["thermal"],
                             "thermal_scale": 0.04, "thermal_offset": -273.15}]}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -20,15 +19,7 @@ from tests.harness import (
     upload_batch,
     write_manifest,
 )
-from tests.pg import dagster_home, temporary_database
-
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
-
-
-@pytest.fixture(scope="module")
-def pg():
-    with temporary_database() as database:
-        yield database
+from tests.pg import dagster_home
 
 
 @pytest.fixture
@@ -80,11 +71,11 @@ REAL_OPTICAL = [
 
 
 @pytest.mark.parametrize(("name", "bands", "crs", "found"), REAL_OPTICAL)
-def test_intake__real_files_with_named_bands_are_accepted(pg_instance, s3_defs, tmp_path, name,
-                                                          bands, crs, found):
+def test_intake__real_files_with_named_bands_are_accepted(pg_instance, s3_defs, tmp_path, real_data,
+                                                          name, bands, crs, found):
     folder = tmp_path / "real"
     folder.mkdir()
-    shutil.copy(REAL / name, folder / name)
+    shutil.copy(real_data / name, folder / name)
     write_manifest(folder, batch_id="real-1", images=[{"path": name, "bands": bands}])
     upload_batch(s3_defs, folder, "real-1", [name, "manifest.json"])
     (run,) = launch_requested_runs(s3_defs, pg_instance, sensor_tick(s3_defs, pg_instance),
@@ -95,11 +86,12 @@ def test_intake__real_files_with_named_bands_are_accepted(pg_instance, s3_defs, 
     assert meta["bands"].value == found
 
 
-def test_intake__real_files_that_do_not_overlap_are_refused(pg_instance, s3_defs, tmp_path):
+def test_intake__real_files_that_do_not_overlap_are_refused(pg_instance, s3_defs, tmp_path,
+                                                             real_data):
     folder = tmp_path / "real"
     folder.mkdir()
     for name in ("landsat7_rgb_byte.tif", "rgbn_5m.tif"):
-        shutil.copy(REAL / name, folder / name)
+        shutil.copy(real_data / name, folder / name)
     write_manifest(folder, batch_id="real-2", images=[
         {"path": "landsat7_rgb_byte.tif", "bands": ["red", "green", "blue"]},
         {"path": "rgbn_5m.tif", "bands": ["red", "green", "blue", "nir"]},
@@ -111,10 +103,11 @@ def test_intake__real_files_that_do_not_overlap_are_refused(pg_instance, s3_defs
     assert "does not overlap or touch the other images" in failure_text(run)
 
 
-def test_intake__unreferenced_thermal_frame_is_refused_saying_so(pg_instance, s3_defs, tmp_path):
+def test_intake__unreferenced_thermal_frame_is_refused_saying_so(pg_instance, s3_defs, tmp_path,
+                                                                 real_data):
     folder = tmp_path / "flir"
     folder.mkdir()
-    shutil.copy(REAL / "flir_duo_pro_r_radiometric.tiff", folder / "frame.tiff")
+    shutil.copy(real_data / "flir_duo_pro_r_radiometric.tiff", folder / "frame.tiff")
     write_manifest(folder, batch_id="flir-1", images=[
         {"path": "frame.tiff", "bands": ["thermal"], "thermal_scale": 0.04, "thermal_offset": -273.15},
     ])

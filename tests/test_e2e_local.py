@@ -73,14 +73,11 @@ def test_job__thermal_only_batch_reports_thermal(local, tmp_path):
     assert summary["grid"]["pixel_size"] == [2.0, 2.0]
 
 
-def test_job__optical_only_rgb_batch_gives_vari(local, tmp_path):
+def test_job__optical_only_rgb_batch_gives_vari(local, tmp_path, real_data):
     definitions, instance = local
     folder = tmp_path / "rgb"
     folder.mkdir()
-    from pathlib import Path
-
-    real = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
-    shutil.copy(real / "landsat7_rgb_byte.tif", folder / "scene.tif")
+    shutil.copy(real_data / "landsat7_rgb_byte.tif", folder / "scene.tif")
     (folder / "manifest.json").write_text(json.dumps({
         "schema_version": 1, "batch_id": "rgb-only", "reflectance_scale": 1 / 255,
         "images": [{"path": "scene.tif", "bands": ["red", "green", "blue"]}]}))

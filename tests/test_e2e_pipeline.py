@@ -12,7 +12,6 @@ from pathlib import Path
 import dagster as dg
 import jsonschema
 import numpy as np
-import pytest
 import rasterio
 from rio_cogeo.cogeo import cog_validate
 
@@ -27,19 +26,13 @@ from tests.harness import (
     sensor_tick,
     upload_batch,
 )
-from tests.pg import dagster_home, temporary_database
+from tests.pg import dagster_home
 from tests.reference import assert_close_to_design_accuracy, class_fractions, index_values, stats
 from tests.webhook_server import webhook_receiver
 
 REPO = Path(__file__).resolve().parents[1]
 INDEX_NAMES = ["ndvi", "ndre", "gndvi", "savi", "evi", "vari", "ndwi"]  # the sample has no SWIR
 SECRET = "test-webhook-secret-0123456789"
-
-
-@pytest.fixture(scope="module")
-def pg():
-    with temporary_database() as database:
-        yield database
 
 
 def _sample_bands(folder: Path, scale: float) -> dict[str, np.ndarray]:

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import http.client
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import dagster as dg
 import numpy as np
@@ -44,17 +42,11 @@ from tests.harness import (
     object_store,
     sensor_tick,
 )
-from tests.pg import dagster_home, temporary_database
+from tests.pg import dagster_home
 from tests.rasters import write_raster
-from tests.servers import HOST, design_buckets
+from tests.servers import HOST, design_buckets, fault_proxy
 
 SIZE = 64  # sample batches: 64 × 64 optical pixels keep a whole run to a few seconds
-
-
-@pytest.fixture(scope="module")
-def pg():
-    with temporary_database() as database:
-        yield database
 
 
 @dataclass
@@ -126,93 +118,6 @@ def retriable(run: dg.ExecuteInProcessResult) -> bool:
     """The step failed with an ordinary exception, which the RetryPolicy / run retries retry."""
     failures = run.get_step_failure_events()
     return bool(failures) and all(f.step_failure_data.user_failure_data is None for f in failures)
-
-
-# == a proxy with rules, for faults a plain 503 cannot express ==================================
-@dataclass
-class RuleProxy:
-    """Loopback HTTP proxy to an S3 endpoint. `rule(method, path, headers)` returns None (forward),
-    "503" (SlowDown without forwarding), ("stall", seconds) or "flip" (flip one byte of the body,
-    then forward). `seen` lists (method, path, has_range, action) of every request."""
-
-    upstream: str
-    rule: Callable[[str, str, dict], object] = lambda m, p, h: None
-    endpoint_url: str = ""
-    seen: list = field(default_factory=list)
-
-
-_SLOWDOWN = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
-             b"<Message>Please reduce your request rate.</Message></Error>")
-
-
-def _rule_handler(proxy: RuleProxy, host: str, port: int):
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args) -> None:
-            pass
-
-        def _relay(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else None
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "expect")}
-            action = proxy.rule(self.command, self.path, {k.lower(): v for k, v in headers.items()})
-            proxy.seen.append((self.command, self.path, "range" in {k.lower() for k in headers}, action))
-            if action == "503":
-                self.send_response(503)
-                self.send_header("Content-Type", "application/xml")
-                self.send_header("Content-Length", str(len(_SLOWDOWN)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(_SLOWDOWN)
-                return
-            if isinstance(action, tuple) and action[0] == "stall":
-                time.sleep(action[1])
-            if action == "flip" and body:
-                middle = len(body) // 2
-                body = body[:middle] + bytes([body[middle] ^ 0xFF]) + body[middle + 1:]
-            conn = http.client.HTTPConnection(host, port, timeout=60)
-            try:
-                conn.request(self.command, self.path, body=body, headers=headers)
-                resp = conn.getresponse()
-                data = resp.read()
-                self.send_response(resp.status, resp.reason)
-                head = self.command == "HEAD"
-                for k, v in resp.getheaders():
-                    if k.lower() in ("transfer-encoding", "connection") or (
-                            k.lower() == "content-length" and not head):
-                        continue
-                    self.send_header(k, v)
-                if not head:
-                    self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if not head:
-                    self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):
-                pass
-            finally:
-                conn.close()
-
-        do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _relay
-
-    return Handler
-
-
-@contextlib.contextmanager
-def rule_proxy(upstream: str) -> Iterator[RuleProxy]:
-    up = urlsplit(upstream)
-    proxy = RuleProxy(upstream=upstream)
-    httpd = ThreadingHTTPServer((HOST, 0), _rule_handler(proxy, up.hostname, up.port or 80))
-    httpd.daemon_threads = True
-    proxy.endpoint_url = f"http://{HOST}:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield proxy
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
 
 
 @contextlib.contextmanager
@@ -467,7 +372,7 @@ def test_corrupted_upload_body__store_refuses_nothing_at_the_final_key(seaweed, 
     bucket = seaweed_buckets["heatmap"]
     data = bytes(range(256)) * 4096
     (tmp_path / "f.tif").write_bytes(data)
-    with rule_proxy(seaweed.endpoint_url) as proxy:
+    with fault_proxy(seaweed.endpoint_url) as proxy:
         proxy.rule = lambda method, path, headers: "flip" if method == "PUT" else None
         store = S3ObjectStore(endpoint_url=proxy.endpoint_url, access_key=seaweed.access_key,
                               secret_key=seaweed.secret_key, max_attempts=2)
@@ -485,7 +390,7 @@ def test_corrupted_upload_body__store_refuses_nothing_at_the_final_key(seaweed, 
 @pytest.mark.slow  # > 30 s: whole runs, or the retry policy's backoff
 def test_corrupted_publish__run_fails_and_no_output_is_visible(pg, tmp_path, monkeypatch, seaweed,
                                                                seaweed_buckets):
-    with rule_proxy(seaweed.endpoint_url) as proxy, \
+    with fault_proxy(seaweed.endpoint_url) as proxy, \
             _env(pg, tmp_path, monkeypatch, seaweed, seaweed_buckets,
                  endpoint=proxy.endpoint_url) as env:
         s = sample(env, "flip-publish")
@@ -528,7 +433,7 @@ def test_escaping_paths__refused_and_no_url_called(env):
 @pytest.mark.slow  # > 30 s: whole runs, or the retry policy's backoff
 def test_store_faults__retried_bounded_clean_failure_then_success(pg, tmp_path, monkeypatch, seaweed,
                                                                   seaweed_buckets):
-    with rule_proxy(seaweed.endpoint_url) as proxy, \
+    with fault_proxy(seaweed.endpoint_url) as proxy, \
             _env(pg, tmp_path, monkeypatch, seaweed, seaweed_buckets,
                  endpoint=proxy.endpoint_url) as env:
         s = sample(env, "flaky")

@@ -19,23 +19,20 @@ from pipeline.core.mosaic import ImageSource
 from pipeline.core.validation import validate_images
 from pipeline.sample import write_sample_batch
 
-REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
-
-
-def _analyse_real(name: str, bands: tuple[str, ...], workdir: Path):
-    source = ImageSource(name=name, path=str(REAL / name), bands=bands)
+def _analyse_real(folder: Path, name: str, bands: tuple[str, ...], workdir: Path):
+    source = ImageSource(name=name, path=str(folder / name), bands=bands)
     with dask.config.set(scheduler="threads"):
         return analyse_indices(sources=[source], reflectance_scale=1 / 255, workdir=workdir)
 
 
-def test_analyse_indices__landsat_ndvi_is_plausible_water_below_vegetation(tmp_path):
+def test_analyse_indices__landsat_ndvi_is_plausible_water_below_vegetation(tmp_path, real_data):
     """Landsat 7 ETM+ over Olinda (Brazil): the Atlantic has NDVI < 0, vegetation > 0.3."""
-    result = _analyse_real("landsat7_etm_6band.tif",
+    result = _analyse_real(real_data, "landsat7_etm_6band.tif",
                            ("blue", "green", "red", "nir", "other", "other"), tmp_path)
     ndvi = result.indices["ndvi"].stats
     assert -1 <= ndvi["min"] < ndvi["max"] <= 1
     assert ndvi["p10"] < -0.3 and ndvi["p90"] > 0.3
-    with rasterio.open(REAL / "landsat7_etm_6band.tif") as src:
+    with rasterio.open(real_data / "landsat7_etm_6band.tif") as src:
         nir_dn = src.read(4)
     with rasterio.open(tmp_path / "ndvi.tif") as out:
         values = out.read(1)
@@ -51,8 +48,8 @@ def test_analyse_indices__landsat_ndvi_is_plausible_water_below_vegetation(tmp_p
     ("rgbn_5m.tif", ("red", "green", "blue", "nir")),
     ("landsat7_rgb_byte.tif", ("red", "green", "blue")),
 ])
-def test_analyse_indices__other_real_files_in_range(tmp_path, name, bands):
-    result = _analyse_real(name, bands, tmp_path)
+def test_analyse_indices__other_real_files_in_range(tmp_path, real_data, name, bands):
+    result = _analyse_real(real_data, name, bands, tmp_path)
     expected = {"ndvi", "gndvi", "savi", "evi", "vari", "ndwi"} if "nir" in bands else {"vari"}
     assert set(result.indices) == expected
     for index in ("ndvi", "gndvi", "savi"):

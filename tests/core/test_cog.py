@@ -20,7 +20,6 @@ from pipeline.core.preview import png_preview, preview_shape
 from pipeline.core.ramps import Scale, colour_table, palette_index
 from pipeline.core.registry import INDICES, compute
 
-REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
 ORIGIN_X, ORIGIN_Y, PIXEL = 500_000.0, 4_000_000.0, 0.5
 TRANSFORM = Affine(PIXEL, 0.0, ORIGIN_X, 0.0, -PIXEL, ORIGIN_Y)
 
@@ -194,8 +193,8 @@ def test_png_preview__rejects_non_palette(tmp_path, written):
         png_preview(written["float32"], tmp_path / "p.png")
 
 
-def test_pipeline__real_rgbn_ndvi_to_cogs_and_preview(tmp_path):
-    bands = rioxarray.open_rasterio(REAL / "rgbn_5m.tif", chunks={"x": 256, "y": 256})
+def test_pipeline__real_rgbn_ndvi_to_cogs_and_preview(tmp_path, real_data):
+    bands = rioxarray.open_rasterio(real_data / "rgbn_5m.tif", chunks={"x": 256, "y": 256})
     reflectance = {
         name: (bands.sel(band=i, drop=True).astype(np.float32) / np.float32(255.0))
         for i, name in ((1, "red"), (2, "green"), (3, "blue"), (4, "nir"))
@@ -205,6 +204,6 @@ def test_pipeline__real_rgbn_ndvi_to_cogs_and_preview(tmp_path):
     write_cog(ndvi, tmp_path / "heat.tif", profile="palette", scale=INDICES["ndvi"].scale)
     assert cog_validate(tmp_path / "ndvi.tif")[0] and cog_validate(tmp_path / "heat.tif")[0]
     assert png_preview(tmp_path / "heat.tif", tmp_path / "heat.png", max_size=200) == (200, 156)
-    with rasterio.open(tmp_path / "ndvi.tif") as src, rasterio.open(REAL / "rgbn_5m.tif") as raw:
+    with rasterio.open(tmp_path / "ndvi.tif") as src, rasterio.open(real_data / "rgbn_5m.tif") as raw:
         assert src.crs == raw.crs and src.transform.almost_equals(raw.transform)
         assert float(np.nanmax(src.read(1))) == pytest.approx(float(ndvi.max()))

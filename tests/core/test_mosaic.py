@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-from pathlib import Path
 
 import dask
 import dask.array as dsa
@@ -18,7 +17,6 @@ from pipeline.core.mosaic import ImageSource, mosaic, open_header
 from pipeline.core.stats import finalize, lazy_stats
 from tests.rasters import north_up, write_raster
 
-REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
 X0, Y0 = 500_000.0, 5_000_000.0
 
 
@@ -176,17 +174,17 @@ def test_mosaic__tile_corrupt_mid_file_fails_clearly_on_read(tmp_path):
         m.bands["red"].compute()
 
 
-def test_batch_grid__real_flir_frame_has_no_crs():
-    flir = REAL / "flir_duo_pro_r_radiometric.tiff"
+def test_batch_grid__real_flir_frame_has_no_crs(real_data):
+    flir = real_data / "flir_duo_pro_r_radiometric.tiff"
     with pytest.raises(MissingCRS, match=r"flir_duo_pro_r_radiometric\.tiff: has no CRS.*"
                                          r"gdal_translate -a_srs"):
         batch_grid([ImageSource("flir_duo_pro_r_radiometric.tiff", str(flir), ("thermal",))],
                    bands=("thermal",))
 
 
-def test_batch_grid__no_overlap_and_too_large(tmp_path):
-    sources = [ImageSource("rgbn.tif", str(REAL / "rgbn_5m.tif"), ("red", "green", "blue", "nir")),
-               ImageSource("rgb.tif", str(REAL / "landsat7_rgb_byte.tif"), ("red", "green", "blue"))]
+def test_batch_grid__no_overlap_and_too_large(real_data):
+    sources = [ImageSource("rgbn.tif", str(real_data / "rgbn_5m.tif"), ("red", "green", "blue", "nir")),
+               ImageSource("rgb.tif", str(real_data / "landsat7_rgb_byte.tif"), ("red", "green", "blue"))]
     # two images apart: the second is named (the first sets the grid)
     with pytest.raises(NoOverlap, match=r"^rgb\.tif: covers"):
         batch_grid(sources)
@@ -198,8 +196,8 @@ def test_batch_grid__no_overlap_and_too_large(tmp_path):
     ("landsat7_etm_6band.tif", ("blue", "green", "red", "nir", "other", "other")),
     ("rgbn_5m.tif", ("red", "green", "blue", "nir")),
 ])
-def test_mosaic__real_landsat_ndvi_in_range(name, bands):
-    path = REAL / name
+def test_mosaic__real_landsat_ndvi_in_range(real_data, name, bands):
+    path = real_data / name
     m = mosaic(sources=[ImageSource(name, str(path), bands)], reflectance_scale=1 / 255, chunks=128)
     with rasterio.open(path) as ds:
         assert m.grid == Grid.from_dataset(ds)

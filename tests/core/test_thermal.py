@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import dask.array as dsa
 import numpy as np
@@ -18,7 +17,6 @@ from pipeline.core.mosaic import ImageSource, mosaic
 from pipeline.core.thermal import find_hotspots, hotspot_threshold, to_celsius
 from tests.rasters import north_up, write_raster
 
-REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
 GRID = Grid(crs=CRS.from_epsg(32633), transform=Affine(0.5, 0, 1000, 0, -0.5, 2000),
             width=100, height=80)
 
@@ -51,8 +49,8 @@ def test_to_celsius__unknown_unit_names_the_fix():
         to_celsius(_dn([[1.0]]), unit="fahrenheit", scale=None, offset=None)
 
 
-def test_to_celsius__real_flir_frame_is_plausible():
-    with rasterio.open(REAL / "flir_duo_pro_r_radiometric.tiff") as ds:
+def test_to_celsius__real_flir_frame_is_plausible(real_data):
+    with rasterio.open(real_data / "flir_duo_pro_r_radiometric.tiff") as ds:
         dn = ds.read(1)
     da = xr.DataArray(dsa.from_array(dn, chunks=128), dims=("y", "x"))
     celsius = to_celsius(da, unit=None, scale=0.04, offset=-273.15).values

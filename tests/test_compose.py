@@ -11,10 +11,9 @@ Compose fills from `.env` in the project folder (a copy of `.env.example`, see d
 from __future__ import annotations
 
 import copy
+import fnmatch
 import hashlib
-import json
 import re
-import shlex
 import subprocess
 import sys
 import tomllib
@@ -24,11 +23,24 @@ from typing import Any
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-COMPOSE = REPO / "docker-compose.yml"
-DOCKERFILE = REPO / "Dockerfile"
-ENV_EXAMPLE = REPO / ".env.example"
-WORKSPACE = REPO / "docker" / "workspace.yaml"
+from tests.compose import (
+    COMPOSE,
+    DOCKERFILE,
+    INTERPOLATION,
+    REPO,
+    WORKSPACE,
+    argv,
+    command,
+    dockerfile_instructions,
+    environment,
+    interpolate,
+    load_compose,
+    load_env_example,
+    option,
+    resolve,
+    strings,
+)
+
 
 # DESIGN.md §5: the environment the pipeline code reads. IMAGERY_DATA_DIR is the embedded local
 # store's folder, unused when MINIO_ENDPOINT_URL is set (which the stack does; checked below).
@@ -50,78 +62,6 @@ CODE_SERVICES = ("user-code", "dagster-daemon", "dagster-webserver", "dask-worke
 ALLOWED_PORTS = {("dagster-webserver", 3000): None, ("minio", 9001): None, ("api", 8080): None,
                  ("minio", 9000): {"127.0.0.1"}}
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|ACCESS_KEY|ROOT_USER|TOKEN|_KEY$", re.IGNORECASE)
-# `$$` (a literal dollar), `${NAME...}` or `$NAME`.
-INTERPOLATION = re.compile(r"\$\$|\$\{([A-Za-z_]\w*)([^}]*)\}|\$([A-Za-z_]\w*)")
-
-
-# ---------------------------------------------------------------- loading and interpolation
-def load_compose() -> dict[str, Any]:
-    return yaml.safe_load(COMPOSE.read_text())
-
-
-def load_env_example() -> dict[str, str]:
-    env = {}
-    for line in ENV_EXAMPLE.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            name, _, value = line.partition("=")
-            env[name.strip()] = value.strip()
-    return env
-
-
-def interpolate(value: str, *, env: dict[str, str]) -> str:
-    """Compose interpolation; raises KeyError naming a variable that is unset and has no default."""
-
-    def one(m: re.Match[str]) -> str:
-        if m.group(0) == "$$":
-            return "$"
-        name, modifier = m.group(1) or m.group(3), m.group(2) or ""
-        if name in env and not (modifier.startswith(":") and env[name] == ""):
-            return env[name]
-        if modifier.startswith((":-", "-")):
-            return modifier.split("-", 1)[1]
-        raise KeyError(f"{name} is not defined in .env.example")
-
-    return INTERPOLATION.sub(one, value)
-
-
-def resolve(node: Any, *, env: dict[str, str]) -> Any:
-    if isinstance(node, str):
-        return interpolate(node, env=env)
-    if isinstance(node, list):
-        return [resolve(x, env=env) for x in node]
-    if isinstance(node, dict):
-        return {k: resolve(v, env=env) for k, v in node.items()}
-    return node
-
-
-def strings(node: Any) -> list[str]:
-    if isinstance(node, str):
-        return [node]
-    if isinstance(node, list):
-        return [s for x in node for s in strings(x)]
-    if isinstance(node, dict):
-        return [s for v in node.values() for s in strings(v)]
-    return []
-
-
-def environment(service: dict[str, Any]) -> dict[str, str]:
-    env = service.get("environment") or {}
-    if isinstance(env, list):
-        env = dict(item.partition("=")[::2] for item in env)
-    return {k: "" if v is None else str(v) for k, v in env.items()}
-
-
-def command(service: dict[str, Any]) -> list[str]:
-    cmd = service.get("command") or []
-    return shlex.split(cmd) if isinstance(cmd, str) else [str(c) for c in cmd]
-
-
-def option(argv: list[str], *names: str) -> str | None:
-    for i, arg in enumerate(argv[:-1]):
-        if arg in names:
-            return argv[i + 1]
-    return None
 
 
 # ---------------------------------------------------------------- checks (each returns problems)
@@ -262,27 +202,6 @@ def check_no_literal_secrets(c: dict[str, Any]) -> list[str]:
 
 
 # ---------------------------------------------------------------- Dockerfile
-def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) with continuation lines joined and comment lines dropped."""
-    out, pending = [], ""
-    for line in text.splitlines():
-        if line.strip().startswith("#"):
-            continue
-        pending += line.rstrip()
-        if pending.endswith("\\"):
-            pending = pending[:-1] + " "
-            continue
-        if pending.strip():
-            word, _, args = pending.strip().partition(" ")
-            out.append((word.upper(), args.strip()))
-        pending = ""
-    return out
-
-
-def argv(args: str) -> list[str]:
-    return json.loads(args) if args.startswith("[") else shlex.split(args)
-
-
 def dockerignore_patterns() -> list[str]:
     lines = (line.strip() for line in (REPO / ".dockerignore").read_text().splitlines())
     return [line for line in lines if line and not line.startswith("#")]
@@ -331,7 +250,9 @@ def check_dockerfile(text: str, *, ignore: list[str]) -> list[str]:
     if not home or copied.get(home[1].rstrip("/") + "/dagster.yaml") != "dagster.yaml":
         problems.append("DAGSTER_HOME must be set and dagster.yaml copied into it")
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
-    wanted = {p.split(".")[0] for p in pyproject["tool"]["setuptools"]["packages"]}
+    include = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    wanted = {d.name for d in REPO.iterdir() if (d / "__init__.py").exists()
+              and any(fnmatch.fnmatchcase(d.name, pattern) for pattern in include)}
     wanted.add(pyproject["project"]["readme"])
     all_sources = {x.rstrip("/") for cp in copies for x in cp[:-1]}
     problems += [f"{w} is needed by `pip install .` but not COPYed" for w in wanted - all_sources]

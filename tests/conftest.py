@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.installed import InstalledVenv, build_and_install
 from tests.pg import temporary_database
 from tests.servers import S3Server, design_buckets, moto_server, seaweedfs
 
@@ -47,6 +48,13 @@ def pg():
     """A throwaway Postgres database per test module (tests/pg.py), dropped afterwards."""
     with temporary_database() as database:
         yield database
+
+
+@pytest.fixture(scope="session")
+def installed_venv(tmp_path_factory) -> InstalledVenv:
+    """The wheel built as the Dockerfile builds it, installed with requirements.lock into a fresh
+    venv (tests/installed.py); built once per session, shared by the wheel and compose tests."""
+    return build_and_install(tmp_path_factory.mktemp("installed"))
 
 
 @pytest.fixture(scope="session")

@@ -3,16 +3,15 @@ installed wheel (tests/installed.py)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from tests.installed import InstalledVenv, build_and_install
 from tests.pg import temporary_database
+from tests.realdata import absent_reason, real_data_dir
 from tests.servers import S3Server, design_buckets, moto_server, seaweedfs
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -61,8 +60,7 @@ def installed_venv(tmp_path_factory) -> InstalledVenv:
 def real_data() -> Path:
     """The real imagery in ../shared/data/real next to the checkout (IMAGERY_TEST_REAL_DATA names
     another folder). Tests that need it skip, saying why, when it is absent."""
-    folder = Path(os.environ.get("IMAGERY_TEST_REAL_DATA") or REPO.parent / "shared" / "data" / "real")
+    folder = real_data_dir()
     if not folder.is_dir():
-        pytest.skip(f"real imagery not available: {folder} does not exist (it is shared next to the "
-                    "checkout as ../shared/data/real; IMAGERY_TEST_REAL_DATA may name another folder)")
+        pytest.skip(absent_reason(folder))
     return folder

@@ -11,8 +11,8 @@ would need an extra `wheel` pin for the tests only.)
 requirements.lock`, `pip install --no-deps <wheel>`, `compileall`. Nothing is shared with the
 test venv: no `--system-site-packages`, no .pth, no editable install, and every command runs with
 a clean environment (no PYTHONPATH) from a folder outside the checkout. The locked dependencies
-come from pip's ordinary download cache (~/.cache/pip): the first install on a machine downloads
-them, later ones unpack cached wheels; that is the only speed-up, and it changes nothing installed.
+come from pip's configured indexes, as `./run setup` gets them; there is no shortcut (no
+wheelhouse, no copied site-packages): measured 2-5 minutes here, depending on the machine's load.
 The test session builds and installs once (the `installed_venv` fixture in tests/conftest.py);
 the wheel test and the compose-stack test both run from it.
 """

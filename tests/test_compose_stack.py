@@ -68,7 +68,6 @@ from tests.pg import PgDatabase
 from tests.processes import Service, session_members, start_service
 from tests.servers import HOST, S3Server, free_ports, unique_bucket
 
-pytestmark = pytest.mark.slow
 
 START_TIMEOUT_S = 180
 REPORT_TIMEOUT_S = 300
@@ -376,8 +375,20 @@ def stand_ins(*, s3: S3Server, pg: PgDatabase) -> dict[tuple[str, int], tuple[st
     return {("minio", 9000): (host, int(port)), ("postgres", 5432): (pg.host, pg.port)}
 
 
-def wait_for_report(s3: S3Server, bucket: str, keys: list[str], *,
+def run_statuses(pg: PgDatabase) -> list[str]:
+    with pg.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT to_regclass('runs') IS NOT NULL")
+        if not cur.fetchone()[0]:
+            return []
+        cur.execute("SELECT status FROM runs ORDER BY create_timestamp")
+        return [row[0] for row in cur.fetchall()]
+
+
+def wait_for_report(s3: S3Server, bucket: str, keys: list[str], *, pg: PgDatabase,
                     running: dict[str, Service]) -> None:
+    """Until the report's objects exist; fails early when a service exited or the run failed
+    for good (after the run retries dagster.yaml allows), with every process's log tail."""
+    retries = yaml.safe_load((REPO / "dagster.yaml").read_text())["run_retries"]["max_retries"]
     client = s3.client()
     deadline = time.monotonic() + REPORT_TIMEOUT_S
     while True:
@@ -385,15 +396,22 @@ def wait_for_report(s3: S3Server, bucket: str, keys: list[str], *,
         if set(keys) <= found:
             return
         dead = [n for n, s in running.items() if not s.alive()]
-        if dead or time.monotonic() > deadline:
-            raise AssertionError(
-                f"{keys} not in bucket {bucket!r} (has {sorted(found)}) "
-                f"{'- exited: ' + ', '.join(dead) if dead else f'within {REPORT_TIMEOUT_S} s'}\n"
-                f"{tails(running)}")
+        statuses = run_statuses(pg)
+        settled = statuses.count("FAILURE") > retries and all(
+            s in ("FAILURE", "SUCCESS", "CANCELED") for s in statuses)
+        if dead or settled or time.monotonic() > deadline:
+            why = (f"exited: {', '.join(dead)}" if dead else f"runs {statuses}" if settled
+                   else f"not within {REPORT_TIMEOUT_S} s (runs {statuses})")
+            raise AssertionError(f"{keys} not in bucket {bucket!r} (has {sorted(found)}): {why}\n"
+                                 f"{tails(running)}")
         time.sleep(2)
 
 
 # ------------------------------------------------------------------------ tests
+# The first test to use `installed_venv` pays for the venv (minutes; pytest-timeout counts
+# fixture set-up), so it gets more than the suite's 600 s.
+@pytest.mark.slow
+@pytest.mark.timeout(1500)
 def test_stack__compose_services_run_as_processes_and_turn_an_upload_into_a_report(
         installed_venv: InstalledVenv, seaweed: S3Server, pg: PgDatabase, tmp_path: Path) -> None:
     compose = load_compose()
@@ -419,7 +437,7 @@ def test_stack__compose_services_run_as_processes_and_turn_an_upload_into_a_repo
             client.upload_file(str(batch.folder / name), env["IMAGERY_BUCKET"], f"{batch.batch_id}/{name}")
         wait_for_report(seaweed, env["REPORT_BUCKET"],
                         [f"{batch.batch_id}/report.pdf", f"{batch.batch_id}/summary.json"],
-                        running=running)
+                        pg=pg, running=running)
         heatmaps = {o["Key"] for o in client.list_objects_v2(Bucket=env["HEATMAP_BUCKET"])["Contents"]}
         assert f"{batch.batch_id}/ndvi.tif" in heatmaps
         for spec in stack.processes.values():

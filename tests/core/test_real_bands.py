@@ -19,10 +19,10 @@ from pipeline.core.errors import MissingCRS
 from pipeline.core.manifest import parse_manifest
 from pipeline.core.registry import build_registry
 from pipeline.core.validation import validate_images
+from tests.realdata import absent_reason, real_data_dir
 
-REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
-pytestmark = pytest.mark.skipif(not (REAL / "README.md").exists(),
-                                reason=f"the real imagery folder {REAL} is absent")
+REAL = real_data_dir()
+pytestmark = pytest.mark.skipif(not REAL.is_dir(), reason=absent_reason(REAL))
 ETM = "landsat7_etm_6band.tif"  # ETM+ bands 1, 2, 3, 4, 5, 7
 ETM_BANDS = ["blue", "green", "red", "nir", "swir1", "swir2"]
 

@@ -37,6 +37,7 @@ as the containers would.
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 import re
 import shlex
@@ -73,8 +74,10 @@ START_TIMEOUT_S = 180
 REPORT_TIMEOUT_S = 300
 PORT_OPTIONS = ("-p", "--port")
 HOST_OPTIONS = ("-h", "--host")
+ANY_ADDRESS = ("0.0.0.0", "::", "")
 # Services the test provides itself (stand-ins, or done in-process), never started as processes.
 PROVIDED = {"postgres", "minio", "createbuckets"}
+API_TOKEN = "stack-test-token"
 
 
 class StackError(ValueError):
@@ -130,12 +133,22 @@ def rewrite_references(text: str, *, addresses: dict[tuple[str, int], tuple[str,
     return text
 
 
+def env_listen_ports(env: dict[str, str]) -> list[int]:
+    """Ports a service is told to listen on by its environment (`X_HOST=0.0.0.0`, `X_PORT=p`)."""
+    return [int(env[k[:-len("_HOST")] + "_PORT"]) for k, v in env.items()
+            if k.endswith("_HOST") and v in ANY_ADDRESS and k[:-len("_HOST")] + "_PORT" in env]
+
+
 def rewrite_env(env: dict[str, str], *, addresses: dict[tuple[str, int], tuple[str, int]],
-                hosts: set[str], where: str) -> dict[str, str]:
+                hosts: set[str], service: str, where: str) -> dict[str, str]:
     out = {k: rewrite_references(v, addresses=addresses, hosts=hosts, where=f"{where} {k}")
            for k, v in env.items()}
     for key, value in env.items():
-        if key.endswith("_HOST") and value in hosts:
+        if key.endswith("_HOST") and value in ANY_ADDRESS:  # its own listen address
+            port_key = key[:-len("_HOST")] + "_PORT"
+            out[key] = HOST
+            out[port_key] = str(addresses[(service, int(env[port_key]))][1])
+        elif key.endswith("_HOST") and value in hosts:
             port_key = key[:-len("_HOST")] + "_PORT"
             if port_key not in env or (value, int(env[port_key])) not in addresses:
                 raise StackError(f"{where}: {key}={value} with {port_key}={env.get(port_key)!r} "
@@ -154,7 +167,7 @@ def rewrite_own_listen(args: list[str], *, service: str,
             if key not in addresses:
                 raise StackError(f"{where}: {service}:{key[1]} is no port a service listens on")
             out[i + 1] = str(addresses[key][1])
-        elif arg in HOST_OPTIONS and args[i + 1] in ("0.0.0.0", "::", ""):
+        elif arg in HOST_OPTIONS and args[i + 1] in ANY_ADDRESS:
             out[i + 1] = HOST
     return out
 
@@ -205,6 +218,8 @@ def stack_processes(compose: dict[str, Any], *, env: dict[str, str], dockerfile:
         for i, arg in enumerate(command(services[name])[:-1]):
             if arg in PORT_OPTIONS:
                 addresses[(name, int(command(services[name])[i + 1]))] = (HOST, next(free))
+        for port in env_listen_ports(environment(services[name])):
+            addresses[(name, port)] = (HOST, next(free))
     image_env, workdir, copies = runtime_image(dockerfile)
     volumes = {name: root / "volumes" / name for name in compose.get("volumes") or {}}
     stack = Stack(processes={}, addresses=addresses, volumes=volumes, env=env, services=services)
@@ -219,7 +234,8 @@ def stack_processes(compose: dict[str, Any], *, env: dict[str, str], dockerfile:
         for key, value in image_env.items():
             value = value.replace("/opt/venv", str(venv)).replace("$PATH", "/usr/local/bin:/usr/bin:/bin")
             proc_env[key] = str(own) + value if value.startswith("/") and key != "PATH" else value
-        proc_env.update(rewrite_env(environment(svc), addresses=addresses, hosts=hosts, where=where))
+        proc_env.update(rewrite_env(environment(svc), addresses=addresses, hosts=hosts,
+                                    service=name, where=where))
         files = {}
         for source, dest in copies:
             text = (REPO / source).read_text()
@@ -365,6 +381,8 @@ def stack_env(*, s3: S3Server, pg: PgDatabase) -> dict[str, str]:
                DAGSTER_PG_PASSWORD=pg.password or "unused-with-trust-auth", DAGSTER_PG_DB=pg.db,
                IMAGERY_BUCKET=unique_bucket("imagery-uploads"),
                HEATMAP_BUCKET=unique_bucket("analysis-heatmaps"), REPORT_BUCKET=unique_bucket("reports"))
+    if "IMAGERY_API_TOKENS_SHA256" in env:
+        env["IMAGERY_API_TOKENS_SHA256"] = hashlib.sha256(API_TOKEN.encode()).hexdigest()
     leftover = [k for k, v in env.items() if v.startswith("change-me")]
     assert leftover == [], f"test values missing for {leftover}"
     return env
@@ -421,7 +439,7 @@ def test_stack__compose_services_run_as_processes_and_turn_an_upload_into_a_repo
             "dask-worker"} <= set(started)
     stack = stack_processes(compose, env=env, dockerfile=DOCKERFILE.read_text(),
                             stand_ins=stand_ins(s3=seaweed, pg=pg), root=tmp_path / "stack",
-                            venv=installed_venv.root, ports=free_ports(len(started) * 2))
+                            venv=installed_venv.root, ports=free_ports(len(started) * 3))
     buckets = create_buckets(stack.services, s3=seaweed)
     assert sorted(buckets) == sorted([env["IMAGERY_BUCKET"], env["HEATMAP_BUCKET"], env["REPORT_BUCKET"]])
 
@@ -457,7 +475,7 @@ def _specs(compose: dict[str, Any], tmp_path: Path, env: dict[str, str] | None =
     return stack_processes(compose, env=env, dockerfile=DOCKERFILE.read_text(),
                            stand_ins={("minio", 9000): (HOST, 1), ("postgres", 5432): (HOST, 2)},
                            root=tmp_path, venv=tmp_path / "venv",
-                           ports=list(range(20000, 20000 + 2 * len(started))))
+                           ports=list(range(20000, 20000 + 3 * len(started))))
 
 
 def test_stack__process_specs_follow_the_compose_file(tmp_path: Path) -> None:
@@ -479,6 +497,12 @@ def test_stack__process_specs_follow_the_compose_file(tmp_path: Path) -> None:
     assert all(str(p).startswith(str(spec.root)) for spec in procs.values()
                for p in (spec.cwd, spec.env["TMPDIR"], spec.env["HOME"], spec.env.get("DAGSTER_HOME", spec.root)))
     assert len({spec.env["TMPDIR"] for spec in procs.values()}) == len(procs)
+    if "api" in procs:  # listens where its environment says; reaches the webserver by name
+        api, web = stack.addresses[("api", 8080)], stack.addresses[("dagster-webserver", 3000)]
+        assert (procs["api"].env["IMAGERY_API_HOST"], procs["api"].env["IMAGERY_API_PORT"]) == (
+            HOST, str(api[1]))
+        assert procs["api"].env["IMAGERY_API_DAGSTER_URL"] == f"http://{HOST}:{web[1]}"
+        assert f"http://{HOST}:{api[1]}/healthz" in procs["api"].healthcheck[-1]
     mounting = {n for n, spec in procs.items() if "dagster-storage" in spec.volumes}
     assert mounting == {"user-code", "dagster-webserver", "dagster-daemon"}
     assert procs["dask-worker"].volumes == {}

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 from pipeline.core.errors import ConfigurationError
+from pipeline.core.grid import DEFAULT_MAX_PIXELS
 
 T = TypeVar("T")
 COG_COMPRESSIONS = ("zstd", "deflate", "lerc")
@@ -45,7 +46,7 @@ class Settings:
     # Compute.
     dask_scheduler_address: str | None = None
     dask_num_workers: int | None = None  # local threads; unset: one per core
-    max_pixels: int = 2_000_000_000  # IMAGERY_MAX_PIXELS, the decompression-bomb guard
+    max_pixels: int = DEFAULT_MAX_PIXELS  # IMAGERY_MAX_PIXELS, the decompression-bomb guard
     min_valid_fraction: float = 0.05  # IMAGERY_MIN_VALID_FRACTION
     # Outputs (§3.1, §3.2, §3.4).
     cog_compression: Literal["zstd", "deflate", "lerc"] = "zstd"
@@ -131,7 +132,7 @@ class Settings:
             s3_max_attempts=env.number("IMAGERY_S3_MAX_ATTEMPTS", int, minimum=1),
             dask_scheduler_address=env.str("DASK_SCHEDULER_ADDRESS"),
             dask_num_workers=env.number("DASK_NUM_WORKERS", int, minimum=1),
-            max_pixels=env.number("IMAGERY_MAX_PIXELS", int, minimum=1) or 2_000_000_000,
+            max_pixels=env.number("IMAGERY_MAX_PIXELS", int, minimum=1, default=DEFAULT_MAX_PIXELS),
             min_valid_fraction=env.number("IMAGERY_MIN_VALID_FRACTION", float, default=0.05),
             cog_compression=(env.str("IMAGERY_COG_COMPRESSION") or "zstd").lower(),  # type: ignore[arg-type]
             cog_max_z_error=env.number("IMAGERY_COG_MAX_Z_ERROR", float, minimum=0.0),

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from pipeline.core.validation import DEFAULT_MAX_PIXELS
+from pipeline.core.grid import DEFAULT_MAX_PIXELS
 
 
 class LimitsResource(dg.ConfigurableResource):

@@ -27,7 +27,7 @@ from pipeline.api.schemas import (
     ImageryCreated,
     UploadUrl,
 )
-from pipeline.core.manifest import MANIFEST_NAME, batch_id_problem
+from pipeline.core.manifest import BATCH_ID_PATTERN, MANIFEST_NAME, batch_id_problem
 from pipeline.storage import LocalObjectStore, ObjectStoreError
 
 router = APIRouter(dependencies=[Depends(require_auth)], tags=["imagery"],
@@ -41,7 +41,7 @@ def checked_batch_id(batch_id: str = BatchId) -> str:
     if problem:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             detail=f"`batch_id`: {problem} ({batch_id!r}); use "
-                                   "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$ without '..'")
+                                   f"{BATCH_ID_PATTERN} without '..'")
     return batch_id
 
 

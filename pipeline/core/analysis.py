@@ -29,7 +29,7 @@ import rioxarray
 from pipeline.core.cog import CogEncoding, GridSpec
 from pipeline.core.engine import OutputFile, publish, run_windows
 from pipeline.core.errors import NoValidData
-from pipeline.core.grid import Grid
+from pipeline.core.grid import DEFAULT_MAX_PIXELS, Grid
 from pipeline.core.index_pass import IndexPass, ThermalPass, as_lazy_stats
 from pipeline.core.mosaic import REFLECTANCE_RANGE, ImageSource, count_out_of_range, mosaic
 from pipeline.core.registry import (
@@ -160,7 +160,7 @@ def analyse_indices(
     zones_geojson: bytes | None = None,
     zones_name: str = "zones",
     chunks: int = 1024,
-    max_pixels: int = 2_000_000_000,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
     encoding: CogEncoding = CogEncoding(),
     log: Log = _quiet,
     registry: Registry = BUILTIN_REGISTRY,
@@ -240,7 +240,7 @@ def analyse_thermal(
     zones_geojson: bytes | None = None,
     zones_name: str = "zones",
     chunks: int = 1024,
-    max_pixels: int = 2_000_000_000,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
     encoding: CogEncoding = CogEncoding(),
     log: Log = _quiet,
 ) -> ThermalAnalysis:

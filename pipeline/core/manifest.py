@@ -22,7 +22,8 @@ IGNORED_BANDS = ("alpha", "other")  # an image carrying only these is skipped, n
 THERMAL_UNITS = ("celsius", "kelvin", "centikelvin")
 MANIFEST_NAME = "manifest.json"
 
-_BATCH_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+BATCH_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"  # DESIGN.md §1, and no ".."
+_BATCH_ID = re.compile(BATCH_ID_PATTERN)
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
@@ -48,7 +49,7 @@ def validate_batch_id(batch_id: str) -> str:
     if problem:
         raise InvalidBatchId(
             f"{problem} ({batch_id!r}); rename the upload prefix to match "
-            "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$ without '..'"
+            f"{BATCH_ID_PATTERN} without '..'"
         )
     return batch_id
 

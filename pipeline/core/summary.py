@@ -28,7 +28,8 @@ from pydantic import (
     model_validator,
 )
 
-BATCH_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+from pipeline.core.manifest import BATCH_ID_PATTERN
+
 
 
 def _no_dotdot(value: str) -> str:

@@ -14,9 +14,9 @@ from scipy import ndimage
 
 from pipeline.core.errors import ManifestError
 from pipeline.core.grid import Grid
+from pipeline.core.manifest import THERMAL_UNITS
 from pipeline.core.stats import Bins
 
-THERMAL_UNITS = ("celsius", "kelvin", "centikelvin")
 _KELVIN = 273.15
 _EIGHT = np.ones((3, 3), dtype=bool)  # 8-connectivity
 

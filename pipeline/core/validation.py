@@ -18,14 +18,13 @@ from pipeline.core.errors import (
     ManifestError,
     UnreadableImage,
 )
-from pipeline.core.grid import Grid, batch_grid, check_header, check_overlap
+from pipeline.core.grid import DEFAULT_MAX_PIXELS, Grid, batch_grid, check_header, check_overlap
 from pipeline.core.manifest import IGNORED_BANDS, OPTICAL_BANDS, Manifest
 from pipeline.core.sources import HeaderInfo, ImageSource, open_header
 from pipeline.core.thermal_check import check_thermal_plausible
 from pipeline.core.zones import load_zones
 
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
-DEFAULT_MAX_PIXELS = 2_000_000_000
 
 
 @dataclass(frozen=True)

@@ -134,10 +134,10 @@ def test_analyse_thermal__centikelvin_percentiles_exact_and_outputs_encoded(tmp_
     assert any("windows in" in line and "MP/s" in line for line in lines), lines
 
 
-def test_analyse_indices__lerc_encoding_reaches_the_cogs_and_the_summary_fields(tmp_path):
+def test_analyse_indices__lerc_encoding_reaches_the_cogs_and_the_summary_fields(tmp_path, real_data):
     from pipeline.core.cog import CogEncoding
 
-    source = ImageSource(name="rgbn_5m.tif", path=str(REAL / "rgbn_5m.tif"),
+    source = ImageSource(name="rgbn_5m.tif", path=str(real_data / "rgbn_5m.tif"),
                          bands=("red", "green", "blue", "nir"))
     with dask.config.set(scheduler="threads"):
         lerc = analyse_indices(sources=[source], reflectance_scale=1 / 255, workdir=tmp_path,

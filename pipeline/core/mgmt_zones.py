@@ -170,18 +170,17 @@ def natural_breaks(*, values: np.ndarray, weights: np.ndarray, classes: int,
 def _components(key: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
     """4-connected components of equal nonzero `key`: ids (0 = none), count, key per id."""
     codes, inverse = np.unique(key, return_inverse=True)
-    inverse = inverse.reshape(key.shape).astype(np.int32)
+    inverse = inverse.reshape(key.shape).astype(np.int32) + 1  # find_objects: 0 is background
     comp = np.zeros(key.shape, dtype=np.int32)
     comp_key = [0]
     count = 0
-    slices = ndimage.find_objects(inverse)
-    for code_index, where in enumerate(slices, start=1):
-        if where is None or codes[code_index] == 0:
+    for label, where in enumerate(ndimage.find_objects(inverse), start=1):
+        if where is None or codes[label - 1] == 0:
             continue
-        labels, m = ndimage.label(inverse[where] == code_index)
+        labels, m = ndimage.label(inverse[where] == label)
         view = comp[where]
         view[labels > 0] = labels[labels > 0] + count
-        comp_key.extend([int(codes[code_index])] * m)
+        comp_key.extend([int(codes[label - 1])] * m)
         count += m
     return comp, count, np.asarray(comp_key, dtype=np.int64)
 
@@ -399,7 +398,7 @@ def zonate(
         breaks = natural_breaks(values=smooth[cell_valid], weights=counts[cell_valid],
                                 classes=classes)
         raw = np.where(cell_valid, np.digitize(smooth, breaks) + 1, 0).astype(np.uint8)
-        wt = grid.transform * Affine.scale(f, f)
+        wt = grid.transform @ Affine.scale(f, f)
         field_cells = _field_labels(geometries, wt, (wh, ww))
         pixel_area = grid.pixel_area_m2
         mmu_pixels = min_ha * 1e4 / pixel_area

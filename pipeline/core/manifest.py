@@ -7,11 +7,21 @@ names the object, the field and the fix. Nothing here touches storage.
 from __future__ import annotations
 
 import json
+import math
 import re
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pipeline.core.errors import InvalidBatchId, ManifestError
 
@@ -110,6 +120,43 @@ class ImageEntry(BaseModel):
         return self
 
 
+class Prescription(BaseModel):
+    """`prescription`: a rate per management-zone class (DESIGN.md §2, §3.4)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    product: str = Field(min_length=1, max_length=100)
+    unit: str
+    rates: dict[str, StrictFloat | StrictInt]
+
+    @field_validator("unit")
+    @classmethod
+    def _unit(cls, v: str) -> str:
+        from pipeline.core.isoxml import rate_unit
+
+        try:
+            rate_unit(v)
+        except KeyError as exc:
+            raise ValueError(exc.args[0]) from None
+        return v
+
+    @field_validator("rates")
+    @classmethod
+    def _rates(cls, v: dict[str, float]) -> dict[str, float]:
+        expected = [str(i) for i in range(1, len(v) + 1)]
+        if not v or sorted(v, key=lambda k: (len(k), k)) != expected:
+            raise ValueError(f"keys must be the classes \"1\" to \"{max(len(v), 1)}\" (one rate "
+                             f"per management-zone class), got {sorted(v)}")
+        bad = [k for k, r in v.items() if not math.isfinite(r) or r < 0]
+        if bad:
+            raise ValueError(f"rates of class(es) {bad} are not finite non-negative numbers")
+        return {k: float(v[k]) for k in expected}
+
+    def class_rates(self) -> dict[int, float]:
+        """Rates by class number."""
+        return {int(k): r for k, r in self.rates.items()}
+
+
 class Manifest(BaseModel):
     """A batch's manifest.json, schema_version 1."""
 
@@ -124,6 +171,7 @@ class Manifest(BaseModel):
     reflectance_scale: float = Field(default=1.0, gt=0)
     zones: str | None = None
     auto_report: bool = True
+    prescription: Prescription | None = None
 
     _check_zones = field_validator("zones")(
         lambda cls, v: None if v is None else safe_relative_path(v)

@@ -163,6 +163,30 @@ class ZoneSummary(_Model):
     area_m2: NonNeg
     indices: dict[str, ZoneIndex] = Field(default_factory=dict)
     thermal: ZoneThermal | None = None
+    canopy_cover: Fraction | None = Field(
+        default=None, description="share of the zone's valid pixels with NDVI ≥ "
+        "IMAGERY_CANOPY_NDVI (pixel centres inside); null without valid pixels or zoning")
+
+
+class ManagementZoneClass(_Model):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, allow_inf_nan=False, json_schema_serialization_defaults_required=True,
+        populate_by_name=True, serialize_by_alias=True,
+    )
+
+    zone_class: int = Field(alias="class", ge=1, le=254, description="1 = lowest vigour")
+    area_m2: NonNeg
+    ndvi_mean: Stat = Field(description="mean of the zoning index (NDVI, or VARI without NIR)")
+    rate: float | None = Field(description="the manifest's prescription rate; null without one")
+
+
+class ManagementZonesSummary(_Model):
+    """`management_zones` (DESIGN.md §3.4): classes with their area, mean index and rate."""
+
+    classes: list[ManagementZoneClass]
+    method: str
+    product: str | None = None
+    unit: str | None = None
 
 
 class IgnoredImage(_Model):
@@ -202,6 +226,7 @@ class Summary(_Model):
     ignored_images: list[IgnoredImage] = Field(
         default_factory=list, description="images skipped because they carry no band the "
         "pipeline uses (only `other`/`alpha` bands), with the reason")
+    management_zones: ManagementZonesSummary | None = None
     artifacts: dict[str, str] = Field(default_factory=dict, description="name -> object URL")
     artifacts_encoding: ArtifactsEncoding = Field(default_factory=ArtifactsEncoding)
 
@@ -244,10 +269,22 @@ class IndexInfo(_Model):
     custom: bool = False
 
 
+class ZonePartRow(_Model):
+    """One feature of the management-zone files (a class within a field; field None: outside)."""
+
+    zone_class: int = Field(ge=1, le=254)
+    field: str | None
+    area_m2: NonNeg
+    ndvi_mean: Stat
+    rate: float | None = None
+
+
 class ReportContext(_Model):
-    """Batch metadata and local PNG maps for the PDF. Keys of `maps`/`histograms`: index names and
-    "thermal". `thermal_scale` is the ramp of the thermal heatmap (summary.json has none);
-    `index_info` is the registry's word on each index of the batch."""
+    """Batch metadata and local PNG maps for the PDF. Keys of `maps`/`histograms`: index names,
+    "thermal" and "management_zones". `thermal_scale` is the ramp of the thermal heatmap
+    (summary.json has none); `index_info` is the registry's word on each index of the batch.
+    `area_unit` is IMAGERY_AREA_UNIT; the management-zone page lists `zone_parts` per field with
+    `zone_colours` (RGB of classes 1..n, as in the class COG)."""
 
     captured_at: UtcTime | None = None
     platform: str = ""
@@ -259,6 +296,10 @@ class ReportContext(_Model):
     # per image: optical values treated as nodata because their reflectance is not finite or
     # outside [-1, 10] (DESIGN.md §2; stated on the first page)
     masked_values: dict[str, int] = Field(default_factory=dict)
+    area_unit: Literal["ha", "acre"] = "ha"
+    zone_parts: list[ZonePartRow] = Field(default_factory=list)
+    zone_colours: list[tuple[int, int, int]] = Field(default_factory=list)
+    zone_notes: list[str] = Field(default_factory=list)
 
 
 # ---- distribution.json ------------------------------------------------------------------------

@@ -155,3 +155,25 @@ def test_validate_images__other_only_images_skipped_and_a_batch_of_nothing_refus
     nothing = parse({"schema_version": 1, "batch_id": "b", "images": images[1:]}, "b")
     with pytest.raises(ManifestError, match="no image carries a band the pipeline uses.*qa.tif"):
         validate_images(manifest=nothing, locate=lambda p: str(tmp_path / p), gdal_options={})
+
+
+def test_parse_manifest__prescription_rates_by_class():
+    m = parse({**DESIGN_EXAMPLE, "prescription": {"product": "Urea 46", "unit": "kg/ha",
+                                                  "rates": {"2": 80.5, "1": 100, "3": 60}}})
+    assert m.prescription.class_rates() == {1: 100.0, 2: 80.5, 3: 60.0}
+    assert parse(DESIGN_EXAMPLE).prescription is None
+
+
+@pytest.mark.parametrize(("prescription", "reason"), [
+    ({"product": "U", "unit": "kg/ha", "rates": {"1": "100"}}, "prescription.rates.1"),
+    ({"product": "U", "unit": "kg/ha", "rates": {"1": True}}, "prescription.rates.1"),
+    ({"product": "U", "unit": "bags", "rates": {"1": 1}}, "unknown prescription unit 'bags'"),
+    ({"product": "U", "unit": "kg/ha", "rates": {"1": 1, "3": 2}}, 'keys must be the classes "1" to "2"'),
+    ({"product": "U", "unit": "kg/ha", "rates": {}}, "keys must be the classes"),
+    ({"product": "U", "unit": "kg/ha", "rates": {"1": -5}}, "not finite non-negative"),
+    ({"unit": "kg/ha", "rates": {"1": 5}}, "prescription.product` is required"),
+])
+def test_parse_manifest__prescription_refused_naming_the_field(prescription, reason):
+    with pytest.raises(ManifestError, match="b/manifest.json") as info:
+        parse({**DESIGN_EXAMPLE, "prescription": prescription})
+    assert reason in str(info.value)

@@ -26,7 +26,8 @@ SCHEMA_FILE = ROOT / "schemas" / "summary.schema.json"
 NDVI_CLASSES = [("bare", -1.0, 0.2), ("stressed", 0.2, 0.4), ("moderate", 0.4, 0.6), ("healthy", 0.6, 1.0)]
 
 
-def make_summary(*, n_zones: int = 3, thermal: bool = True, batch_id: str = "farm7-north-2026-06-14") -> Summary:
+def make_summary(*, n_zones: int = 3, thermal: bool = True, batch_id: str = "farm7-north-2026-06-14",
+                 zoning: bool = True) -> Summary:
     """A plausible summary of a 400 x 300 px, 0.05 m grid (20 m × 15 m = 300 m²) with NDVI, NDRE and thermal."""
     area = 400 * 300 * 0.05 * 0.05
     fractions = [0.1, 0.2, 0.3, 0.4]
@@ -53,9 +54,15 @@ def make_summary(*, n_zones: int = 3, thermal: bool = True, batch_id: str = "far
             "indices": {"ndvi": {"mean": 0.5, "p10": 0.2, "p50": 0.5, "p90": 0.8},
                         "ndre": {"mean": 0.3, "p10": 0.2, "p50": 0.3, "p90": 0.4}},
             "thermal": {"mean_c": 24.5, "max_c": 31.0} if thermal else None,
+            "canopy_cover": 0.25 * (i % 4) if zoning else None,
         }
         for i in range(n_zones)
     ]
+    management_zones = {
+        "classes": [{"class": c, "area_m2": area * 0.95 * f, "ndvi_mean": m, "rate": r}
+                    for c, f, m, r in ((1, 0.3, 0.21, 140.0), (2, 0.45, 0.52, 110.0), (3, 0.25, 0.8, 80.0))],
+        "method": "Fisher-Jenks natural breaks on NDVI", "product": "Urea 46", "unit": "kg/ha",
+    }
     therm = {
         "mean_c": 24.1, "min_c": 18.2, "max_c": 38.7, "p90_c": 29.9, "hotspot_threshold_c": 32.0,
         "hotspot_area_m2": 1.25,
@@ -71,6 +78,7 @@ def make_summary(*, n_zones: int = 3, thermal: bool = True, batch_id: str = "far
         "indices": indices,
         "thermal": therm if thermal else None,
         "zones": zones,
+        "management_zones": management_zones if zoning else None,
         "artifacts": {"ndvi": f"s3://analysis-heatmaps/{batch_id}/ndvi.tif"},
     })
 
@@ -85,8 +93,8 @@ def test_summary__validates_against_committed_schema() -> None:
         jsonschema.Draft202012Validator(_committed_schema()).validate(document)
         assert document["schema_version"] == 1
         assert list(document) == ["schema_version", "batch_id", "generated_at", "code_version", "grid",
-                                  "indices", "thermal", "zones", "ignored_images", "artifacts",
-                                  "artifacts_encoding"]
+                                  "indices", "thermal", "zones", "ignored_images",
+                                  "management_zones", "artifacts", "artifacts_encoding"]
 
 
 def test_summary__committed_schema_is_up_to_date() -> None:
@@ -178,3 +186,13 @@ def test_distribution_record__json_roundtrip() -> None:
     assert data["generated_at"] == "2026-06-14T11:00:00Z"
     assert data["notifications"][0]["attempts"] == 3
     assert DistributionRecord.model_validate(data) == record
+
+
+def test_summary__management_zones_serialise_class_as_in_the_contract() -> None:
+    document = json.loads(make_summary().to_json())
+    mz = document["management_zones"]
+    assert [c["class"] for c in mz["classes"]] == [1, 2, 3]
+    assert list(mz["classes"][0]) == ["class", "area_m2", "ndvi_mean", "rate"]
+    assert document["zones"][1]["canopy_cover"] == 0.25
+    assert Summary.model_validate_json(make_summary().to_json()) == make_summary()
+    assert json.loads(make_summary(zoning=False).to_json())["management_zones"] is None

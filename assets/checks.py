@@ -5,6 +5,7 @@ import rasterio
 
 from assets.failures import final_check
 from pipeline.core.analysis import IndexAnalysis, ThermalAnalysis
+from pipeline.core.mgmt_analysis import ManagementZonesAnalysis
 from pipeline.core.thermal_check import PLAUSIBLE_C
 from pipeline.partitions import imagery_batches
 from resources.indices import IndexRegistryResource
@@ -133,5 +134,38 @@ def thermal_plausible(context: dg.AssetCheckExecutionContext,
                   "min_c": float(s["min_c"]), "max_c": float(s["max_c"])})
 
 
+MZ_AREA_TOLERANCE = 0.01
+
+
+@dg.asset_check(asset="management_zone_statistics", partitions_def=imagery_batches, blocking=True,
+                additional_ins={"index_statistics": dg.AssetIn("index_statistics")},
+                description="The management-zone classes, and the zone polygons' areas, sum to "
+                            "the zoning index's valid area within 1 %.")
+def management_zones_conserve_area(context: dg.AssetCheckExecutionContext,
+                                   management_zone_statistics: ManagementZonesAnalysis | None,
+                                   index_statistics: IndexAnalysis | None) -> dg.AssetCheckResult:
+    mz = management_zone_statistics
+    if mz is None or index_statistics is None:
+        return dg.AssetCheckResult(passed=True, metadata={"note": "no management zones"})
+    valid = float(index_statistics.indices[mz.index].stats["valid_area_m2"])
+    classes = sum(c.area_m2 for c in mz.class_stats)
+    parts = sum(p.area_m2 for p in mz.parts)
+    polygons = sum(p.geometry.area for p in mz.parts) if not _geographic(index_statistics) else parts
+    errors = {name: abs(value - valid) / valid if valid else float(value > 0)
+              for name, value in (("classes", classes), ("features", parts),
+                                  ("polygons", polygons))}
+    return final_check(context, dg.AssetCheckResult(
+        passed=all(e <= MZ_AREA_TOLERANCE for e in errors.values()),
+        metadata={"valid_area_m2": valid, "classes_area_m2": classes, "features_area_m2": parts,
+                  "polygons_area_m2": float(polygons),
+                  "relative_errors": dg.MetadataValue.json({k: round(v, 6) for k, v in errors.items()}),
+                  "tolerance": MZ_AREA_TOLERANCE}))
+
+
+def _geographic(indices: IndexAnalysis) -> bool:
+    """Polygon areas in a geographic grid CRS are in degrees²: compare the pixel areas only."""
+    return bool(indices.grid.crs.is_geographic)
+
+
 CHECKS = [index_values_in_range, index_valid_fraction, index_cogs_valid, heatmap_cogs_valid,
-          thermal_cog_valid, thermal_plausible]
+          thermal_cog_valid, thermal_plausible, management_zones_conserve_area]

@@ -9,14 +9,18 @@ import dagster as dg
 
 from assets.analysis import THERMAL_CODE_VERSION, indices_code_version
 from assets.failures import decided_by_error_kind
+from assets.management_zones import MZ_CODE_VERSION
 from pipeline.core.analysis import IndexAnalysis, OutputFile, ThermalAnalysis
-from pipeline.core.outputs import Kind, batch_key, entry, lookup, preview_name
+from pipeline.core.mgmt_analysis import ManagementZonesAnalysis
+from pipeline.core.outputs import Kind, batch_key, entry, lookup, object_name, preview_name
 from pipeline.core.registry import BUILTIN_REGISTRY, Registry
 from pipeline.core.report_build import build_context, build_summary, print_map
 from pipeline.core.report_pdf import render_report
 from pipeline.core.summary import Link, Summary
 from pipeline.core.validation import ValidatedBatch
+from pipeline.core.zone_outputs import class_map_png
 from pipeline.partitions import imagery_batches
+from pipeline.settings import get_settings
 from resources.indices import IndexRegistryResource
 from resources.io_managers import PublishedFiles
 from resources.notifier import NotifierResource
@@ -31,7 +35,7 @@ def code_version(registry: Registry = BUILTIN_REGISTRY) -> str:
         package = version("imagery-pipeline")
     except PackageNotFoundError:  # running from a source tree without installing
         package = "0+unknown"
-    return (f"{package}+idx.{indices_code_version(registry)}.th.{THERMAL_CODE_VERSION}"
+    return (f"{package}+idx.{indices_code_version(registry)}.th.{THERMAL_CODE_VERSION}.mz.{MZ_CODE_VERSION}"
             f".rep.{REPORT_CODE_VERSION}")
 
 
@@ -53,7 +57,7 @@ def _artifacts(store, bucket: str, batch_id: str) -> dict[str, str]:
     kinds={"pdf", "json"},
     code_version=REPORT_CODE_VERSION,
     io_manager_key="report_io_manager",
-    deps=["index_heatmaps", "thermal_heatmap", "index_rasters", "thermal_raster"],
+    deps=["index_heatmaps", "thermal_heatmap", "index_rasters", "thermal_raster", "management_zones"],
     output_required=False,
     description="reports/<batch_id>/summary.json (DESIGN.md §3) and report.pdf, two renderings of "
     "one report model. Skipped when the manifest says auto_report: false.",
@@ -63,11 +67,13 @@ def batch_report(
     imagery_batch: ValidatedBatch,
     index_statistics: IndexAnalysis | None,
     thermal_statistics: ThermalAnalysis | None,
+    management_zone_statistics: ManagementZonesAnalysis | None,
     object_store: ObjectStoreResource,
     index_registry: IndexRegistryResource,
 ):
     batch = imagery_batch
     registry = index_registry.registry()
+    zoning = management_zone_statistics
     if not batch.manifest.auto_report:
         context.log.info(f"Batch {batch.batch_id}: manifest.json says auto_report: false; the run "
                          "stops after the heatmaps: no report, no distribution.")
@@ -79,7 +85,7 @@ def batch_report(
     generated_at = datetime.now(UTC).replace(microsecond=0)
     summary = build_summary(batch=batch, indices=index_statistics, thermal=thermal_statistics,
                             artifacts=artifacts, generated_at=generated_at,
-                            code_version=code_version(registry), registry=registry)
+                            code_version=code_version(registry), registry=registry, zoning=zoning)
     with tempfile.TemporaryDirectory(prefix="report-") as tmp:
         workdir = Path(tmp)
         maps = {}
@@ -87,8 +93,15 @@ def batch_report(
             path = workdir / preview_name(name)
             store.download_file(heatmaps, batch_key(batch.batch_id, path.name), path)
             maps[name] = print_map(path, workdir / f"{name}_map.jpg")
+        if zoning is not None:
+            png = class_map_png(store.gdal_path(
+                heatmaps, batch_key(batch.batch_id, object_name("management_zones.tif"))),
+                                workdir / "management_zones.png", classes=zoning.classes,
+                                gdal_options=store.gdal_options())
+            maps["management_zones"] = print_map(png, workdir / "management_zones_map.jpg")
         report_context = build_context(batch=batch, indices=index_statistics,
-                                       thermal=thermal_statistics, maps=maps, registry=registry)
+                                       thermal=thermal_statistics, maps=maps, registry=registry,
+                                       zoning=zoning, area_unit=get_settings().area_unit)
         pdf = render_report(summary=summary, context=report_context)
         (workdir / "report.pdf").write_bytes(pdf)
         (workdir / "summary.json").write_bytes(summary.to_json())

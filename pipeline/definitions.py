@@ -11,6 +11,7 @@ import dagster as dg
 from assets.analysis import for_registry, thermal_maps, vegetation_indices
 from assets.batch import imagery_batch
 from assets.checks import CHECKS
+from assets.management_zones import management_zones
 from assets.report import batch_report, report_distribution
 from pipeline.core.registry import Registry, build_registry
 from pipeline.jobs import PER_BATCH_BACKFILL, process_imagery_batch
@@ -55,7 +56,8 @@ def defs() -> dg.Definitions:
     registry = build_registry(indices_file=settings.indices_file)
     return dg.Definitions(
         assets=[a.with_attributes(backfill_policy=PER_BATCH_BACKFILL) for a in (
-            imagery_batch, for_registry(vegetation_indices, registry), thermal_maps, batch_report,
+            imagery_batch, for_registry(vegetation_indices, registry), thermal_maps, management_zones,
+            batch_report,
             report_distribution)],
         asset_checks=CHECKS,
         jobs=[process_imagery_batch],

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pipeline.core.analysis import IndexAnalysis, ThermalAnalysis
 from pipeline.core.grid import Grid
+from pipeline.core.mgmt_analysis import ManagementZonesAnalysis
 from pipeline.core.registry import BUILTIN_REGISTRY, THERMAL_SCALE, Registry
 from pipeline.core.summary import (
     ArtifactsEncoding,
@@ -18,11 +19,14 @@ from pipeline.core.summary import (
     IgnoredImage,
     IndexInfo,
     IndexSummary,
+    ManagementZoneClass,
+    ManagementZonesSummary,
     ReportContext,
     Scale,
     Summary,
     ThermalSummary,
     ZoneIndex,
+    ZonePartRow,
     ZoneSummary,
     ZoneThermal,
 )
@@ -46,6 +50,7 @@ def build_summary(
     generated_at: datetime,
     code_version: str,
     registry: Registry = BUILTIN_REGISTRY,
+    zoning: ManagementZonesAnalysis | None = None,
 ) -> Summary:
     """summary.json of a batch, field for field DESIGN.md §3; scales from `registry`."""
     grid = indices.grid if indices is not None else thermal.grid
@@ -70,13 +75,27 @@ def build_summary(
         area = indices.zone_areas_m2[name] if indices else thermal.zone_areas_m2[name]
         zone_indices = {i: ZoneIndex(**r.zones[name]) for i, r in (indices.indices if indices else {}).items()}
         zone_thermal = ZoneThermal(**thermal.zones[name]) if thermal and name in thermal.zones else None
-        zones.append(ZoneSummary(name=name, area_m2=area, indices=zone_indices, thermal=zone_thermal))
+        canopy = zoning.canopy_cover.get(name) if zoning is not None else None
+        zones.append(ZoneSummary(name=name, area_m2=area, indices=zone_indices, thermal=zone_thermal,
+                                 canopy_cover=canopy))
     return Summary(batch_id=batch.batch_id, generated_at=generated_at, code_version=code_version,
                    grid=_grid_info(grid), indices=index_summaries, thermal=thermal_summary,
-                   zones=zones, artifacts=dict(artifacts),
+                   zones=zones, management_zones=management_zones_summary(zoning),
+                   artifacts=dict(artifacts),
                    ignored_images=[IgnoredImage(path=i.path, reason=i.reason)
                                    for i in batch.ignored],
                    artifacts_encoding=ArtifactsEncoding(**(indices or thermal).encoding))
+
+
+def management_zones_summary(zoning: ManagementZonesAnalysis | None) -> ManagementZonesSummary | None:
+    """summary.json `management_zones` (DESIGN.md §3.4), or None without zoning."""
+    if zoning is None:
+        return None
+    return ManagementZonesSummary(
+        classes=[ManagementZoneClass(zone_class=c.zone_class, area_m2=c.area_m2,
+                                     ndvi_mean=c.ndvi_mean, rate=zoning.rate(c.zone_class))
+                 for c in zoning.class_stats],
+        method=zoning.method, product=zoning.product, unit=zoning.unit)
 
 
 def print_map(png: Path, dst: Path, *, quality: int = 90) -> Path:
@@ -102,6 +121,8 @@ def build_context(
     thermal: ThermalAnalysis | None,
     maps: Mapping[str, Path],
     registry: Registry = BUILTIN_REGISTRY,
+    zoning: ManagementZonesAnalysis | None = None,
+    area_unit: str = "ha",
 ) -> ReportContext:
     """What the PDF shows beyond summary.json: capture metadata, histograms, the PNG maps
     (keys: index names and "thermal") and what `registry` says about each index."""
@@ -116,8 +137,13 @@ def build_context(
         captured = captured.replace(tzinfo=UTC)  # a manifest time without offset is taken as UTC
     return ReportContext(
         captured_at=captured, platform=m.platform or "", sensor=m.sensor or "",
-        maps=dict(maps), histograms=histograms,
+        maps=dict(maps), histograms=histograms, area_unit=area_unit,
         masked_values=dict(getattr(indices, "masked_values", None) or {}),
+        zone_parts=[ZonePartRow(zone_class=p.zone_class, field=p.field, area_m2=p.area_m2,
+                                ndvi_mean=p.ndvi_mean, rate=zoning.rate(p.zone_class))
+                    for p in (zoning.parts if zoning else [])],
+        zone_colours=list(zoning.colours) if zoning else [],
+        zone_notes=list(zoning.notes) if zoning else [],
         thermal_scale=Scale(ramp=THERMAL_SCALE.ramp, vmin=THERMAL_SCALE.vmin,
                             vmax=THERMAL_SCALE.vmax) if thermal is not None else None,
         index_info={name: IndexInfo(long_name=registry[name].long_name,

@@ -12,11 +12,13 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from xml.sax.saxutils import escape
 
+from reportlab.graphics.shapes import Drawing, Rect, String
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.lib.utils import ImageReader
+from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import (
     BaseDocTemplate,
@@ -42,6 +44,8 @@ MARGIN = 18 * mm
 FRAME_W = PAGE_W - 2 * MARGIN
 MAP_MAX_H = 95 * mm
 THERMAL_TITLE = "Thermal — surface temperature (°C)"
+MZ_TITLE = "Management zones and prescription"
+ACRE_M2 = 4046.8564224
 
 _STYLES = getSampleStyleSheet()
 BODY = ParagraphStyle("body", parent=_STYLES["BodyText"], fontName="Helvetica", fontSize=9, leading=12)
@@ -216,7 +220,7 @@ def _cover(summary: Summary, context: ReportContext) -> list[Flowable]:
     table.setStyle(TableStyle([("LINEBELOW", (0, 0), (-1, -1), 0.3, colors.HexColor("#d0d4d8")),
                                ("VALIGN", (0, 0), (-1, -1), "TOP")]))
     contents = [section_title(n, context) for n in summary.indices] + (
-        [THERMAL_TITLE] if summary.thermal else [])
+        [THERMAL_TITLE] if summary.thermal else []) + ([MZ_TITLE] if summary.management_zones else [])
     return [
         Spacer(1, 30 * mm),
         Paragraph("Crop imagery report", TITLE),
@@ -344,6 +348,91 @@ def _thermal_section(thermal: ThermalSummary, summary: Summary, context: ReportC
     return story
 
 
+def _area(area_m2: float | None, unit: str) -> str:
+    if area_m2 is None:
+        return "–"
+    value = area_m2 / (ACRE_M2 if unit == "acre" else 1e4)
+    return f"{value:,.4f}" if value < 1 else f"{value:,.2f}"
+
+
+def _zone_legend(colours: Sequence[tuple[int, int, int]], width: float) -> Drawing:
+    drawing = Drawing(width, 16)
+    x = 0.0
+    for number, rgb in enumerate(colours, start=1):
+        drawing.add(Rect(x, 3, 12, 10, fillColor=colors.Color(*(v / 255 for v in rgb)),
+                         strokeColor=colors.black, strokeWidth=0.4))
+        label = f"class {number}" + (" (lowest vigour)" if number == 1 else
+                                     " (highest vigour)" if number == len(colours) > 1 else "")
+        drawing.add(String(x + 15, 5, label, fontName="Helvetica", fontSize=8))
+        x += 15 + stringWidth(label, "Helvetica", 8) + 12
+    drawing.add(String(width, 5, "white: no data", fontName="Helvetica", fontSize=8, textAnchor="end"))
+    return drawing
+
+
+def _management_zones_section(summary: Summary, context: ReportContext) -> list[Flowable]:
+    mz = summary.management_zones
+    unit = context.area_unit
+    story: list[Flowable] = [PageBreak(), Paragraph(MZ_TITLE, H1)]
+    path = context.maps.get("management_zones")
+    if path is not None:
+        pixel_w, pixel_h = ImageReader(str(path)).getSize()
+        ratio = min(FRAME_W / pixel_w, MAP_MAX_H / pixel_h)
+        grid = summary.grid
+        ground_w = grid.width * grid.pixel_size[0] if _metric(grid.crs) else None
+        story.append(KeepTogether([
+            _Framed(str(path), width=pixel_w * ratio, height=pixel_h * ratio, hAlign="LEFT"),
+            Spacer(1, 2 * mm),
+            charts.scale_bar(width=FRAME_W, map_width_pt=pixel_w * ratio, ground_width_m=ground_w),
+            _zone_legend(context.zone_colours, FRAME_W)]))
+    rate_unit = mz.unit or ""
+    per = "acre" if rate_unit.lower().endswith("/ac") else "ha"
+    amount = rate_unit.split("/")[0] if rate_unit else ""
+    product = f"{escape(mz.product)} in {escape(rate_unit)}" if mz.product else "no prescription in the manifest"
+    story.append(Paragraph(f"Classes ({escape(mz.method)}); product: {product}.", SMALL))
+
+    def total(rate: float | None, area_m2: float) -> str:
+        if rate is None:
+            return "–"
+        return f"{rate * area_m2 / (ACRE_M2 if per == 'acre' else 1e4):,.1f} {escape(amount)}"
+
+    valid = sum(c.area_m2 for c in mz.classes)
+    rows = [["", "class", f"area ({unit})", "% of valid", "mean NDVI", f"rate ({escape(rate_unit) or '–'})",
+             "total product"]]
+    swatches = []
+    for row, c in enumerate(mz.classes, start=1):
+        rows.append(["", str(c.zone_class), _area(c.area_m2, unit), _pct(c.area_m2 / valid if valid else None),
+                     _num(c.ndvi_mean), _num(c.rate, 2), total(c.rate, c.area_m2)])
+        if c.zone_class <= len(context.zone_colours):
+            rgb = context.zone_colours[c.zone_class - 1]
+            swatches.append(("BACKGROUND", (0, row), (0, row), colors.Color(*(v / 255 for v in rgb))))
+    rates = [c.rate for c in mz.classes]
+    if all(r is not None for r in rates):
+        rows.append(["", "all", _area(valid, unit), _pct(1.0 if valid else None), "", "",
+                     f"{sum(c.rate * c.area_m2 for c in mz.classes) / (ACRE_M2 if per == 'acre' else 1e4):,.1f} "
+                     f"{escape(amount)}"])
+    story += [Paragraph("Per class", H2),
+              _table(rows, [5 * mm, 14 * mm, 26 * mm, 22 * mm, 22 * mm, 30 * mm, 36 * mm], extra=swatches)]
+    if context.zone_parts:
+        rows = [["field", "class", f"area ({unit})", "mean NDVI", "rate", "total product"]]
+        for part in sorted(context.zone_parts, key=lambda p: (p.field is None, p.field or "", p.zone_class)):
+            rows.append([Paragraph(escape(part.field or "outside every field"), SMALL), str(part.zone_class),
+                         _area(part.area_m2, unit), _num(part.ndvi_mean), _num(part.rate, 2),
+                         total(part.rate, part.area_m2)])
+        story += [Paragraph("Per field", H2),
+                  _table(rows, [58 * mm, 14 * mm, 26 * mm, 22 * mm, 22 * mm, 32 * mm], long=True)]
+    covered = [z for z in summary.zones if z.canopy_cover is not None or z.area_m2 == 0]
+    if covered:
+        rows = [["field", f"area ({unit})", "canopy cover"]]
+        rows += [[Paragraph(escape(z.name), SMALL), _area(z.area_m2, unit), _pct(z.canopy_cover)] for z in covered]
+        story += [Paragraph("Canopy cover per field", H2),
+                  _table(rows, [70 * mm, 30 * mm, 30 * mm], long=True),
+                  Paragraph("Canopy cover: share of the field's valid pixels whose NDVI is at or above the "
+                            "server's canopy threshold (IMAGERY_CANOPY_NDVI).", SMALL)]
+    for note in context.zone_notes:
+        story.append(Paragraph(escape(note), SMALL))
+    return story
+
+
 def render_report(*, summary: Summary, context: ReportContext, invariant: bool = True) -> bytes:
     """The report as PDF bytes (A4). With `invariant`, identical inputs give identical bytes."""
     buffer = io.BytesIO()
@@ -353,5 +442,7 @@ def render_report(*, summary: Summary, context: ReportContext, invariant: bool =
         story += _index_section(name, stats, summary, context)
     if summary.thermal is not None:
         story += _thermal_section(summary.thermal, summary, context)
+    if summary.management_zones is not None:
+        story += _management_zones_section(summary, context)
     doc.build(story, canvasmaker=_canvas_class(summary))
     return buffer.getvalue()

@@ -279,3 +279,28 @@ def test_zonate__noisy_field_stays_within_the_vertex_and_size_budget(tmp_path: P
     assert all(shape(f["geometry"]).is_valid for f in json.loads(geojson)["features"])
     union = shapely.union_all([p.geometry for p in z.parts])
     assert union.area == pytest.approx(sum(p.geometry.area for p in z.parts), rel=1e-6)
+
+
+def test_analyse_management_zones__isoxml_only_with_a_prescription(tmp_path: Path) -> None:
+    from pipeline.core.errors import ManifestError
+    from pipeline.core.manifest import Prescription
+    from pipeline.core.mgmt_analysis import analyse_management_zones
+
+    path = _write(tmp_path / "ndvi.tif", _plateaus())
+    common = dict(index_path=path, index="ndvi", classes=3, min_ha=0.05, canopy_ndvi=0.5,
+                  task="b", software_version="1")
+    plain = analyse_management_zones(workdir=tmp_path / "plain", **common)
+    assert [f.object_name for f in plain.files] == [
+        "management_zones.tif", "management_zones.geojson", "management_zones.shp.zip"]
+    assert not (tmp_path / "plain" / "prescription_isoxml.zip").exists()
+    assert all(f["properties"]["rate"] is None for f in json.loads(
+        (tmp_path / "plain" / "management_zones.geojson").read_bytes())["features"])
+    rx = Prescription(product="Urea", unit="kg/ha", rates={"1": 150, "2": 120, "3": 90})
+    with_rx = analyse_management_zones(workdir=tmp_path / "rx", prescription=rx, **common)
+    assert "prescription_isoxml.zip" in [f.object_name for f in with_rx.files]
+    rates = {f["properties"]["class"]: f["properties"]["rate"] for f in json.loads(
+        (tmp_path / "rx" / "management_zones.geojson").read_bytes())["features"]}
+    assert rates == {1: 150.0, 2: 120.0, 3: 90.0}
+    two = Prescription(product="Urea", unit="kg/ha", rates={"1": 150, "2": 120})
+    with pytest.raises(ManifestError, match="IMAGERY_MZ_CLASSES"):
+        analyse_management_zones(workdir=tmp_path / "two", prescription=two, **common)

@@ -133,3 +133,27 @@ def test_render_report__pages_not_blank_when_rasterised(rendered, tmp_path: Path
 
 def test_round_length__picks_1_2_5() -> None:
     assert [round_length(x) for x in (0.3, 4.9, 7.5, 20.0, 1234.0)] == [0.2, 2.0, 5.0, 20.0, 1000.0]
+
+
+def test_render_report__management_zone_page_in_acres_with_totals(rendered, tmp_path: Path) -> None:
+    summary, context, _ = rendered
+    classes = PILImage.new("RGBA", (120, 90), (0, 0, 0, 0))
+    classes.paste((215, 48, 39, 255), (0, 0, 40, 90))
+    classes.paste((26, 152, 80, 255), (40, 0, 120, 90))
+    classes.save(tmp_path / "mz.png")
+    parts = [{"zone_class": 1, "field": "Field 01", "area_m2": 40.0, "ndvi_mean": 0.2, "rate": 140.0},
+             {"zone_class": 3, "field": None, "area_m2": 4046.8564224, "ndvi_mean": 0.8, "rate": 80.0}]
+    acres = context.model_copy(update={
+        "area_unit": "acre", "maps": {**context.maps, "management_zones": tmp_path / "mz.png"},
+        "zone_parts": [dict(p) for p in parts],
+        "zone_colours": [(215, 48, 39), (254, 224, 139), (26, 152, 80)]})
+    acres = ReportContext.model_validate(acres.model_dump())
+    text = "\n".join(_texts(render_report(summary=summary, context=acres)))
+    page = text[text.index("Management zones and prescription", text.index("Sections") + 200):]
+    assert "area (acre)" in page and "area (ha)" not in page
+    assert "Urea 46 in kg/ha" in page and "class 1 (lowest vigour)" in page
+    # class 1: 140 kg/ha over 0.95 × 0.3 × 300 m² = 85.5 m² → 1.2 kg; 85.5 m² = 0.0211 acre
+    assert "1.2 kg" in page and "0.0211" in page
+    # the field outside every field: one acre at 80 kg/ha = 32.4 kg
+    assert "outside every field" in page and "32.4 kg" in page
+    assert "Canopy cover per field" in page and "25.0 %" in page

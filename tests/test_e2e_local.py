@@ -194,3 +194,83 @@ def test_job__thermal_frame_refused_then_no_index_map_is_published(local, tmp_pa
     assert "thermal.tif: holds no valid pixel" in failure_text(run)
     assert _objects(definitions, "heatmap_bucket", sample.batch_id) == set()
     assert _objects(definitions, "report_bucket", sample.batch_id) == set()
+
+
+@pytest.mark.slow
+def test_job__management_zones_and_prescription_read_back(local, tmp_path, monkeypatch):
+    """The sample batch's four quadrants (healthy, moderate, stressed, bare + pond) zoned into
+    three classes; files read back independently and consistent with the rasters."""
+    import io
+    import xml.etree.ElementTree as ET
+    import zipfile
+
+    import numpy as np
+    import rasterio
+    import shapefile
+    from shapely.geometry import shape
+
+    definitions, instance = local
+    sample = write_sample_batch(tmp_path / "b", batch_id="zoned", size=256)
+    _edit_manifest(sample.folder, prescription={"product": "CAN 27", "unit": "kg/ha",
+                                                "rates": {"1": 200, "2": 150, "3": 100}})
+    upload_batch(definitions, sample.folder, sample.batch_id, sample.files)
+    (run,) = launch_requested_runs(definitions, instance, sensor_tick(definitions, instance))
+    assert run.success, failure_text(run)
+    res = object_store(definitions)
+    store = res.store()
+    names = _objects(definitions, "heatmap_bucket", "zoned")
+    assert {"management_zones.tif", "management_zones.geojson", "management_zones.shp.zip",
+            "prescription_isoxml.zip"} <= names
+    checks = {e.asset_check_key.name: e.passed
+              for e in (ev.event_specific_data for ev in run.all_events
+                        if ev.event_type_value == "ASSET_CHECK_EVALUATION")}
+    assert checks["management_zones_conserve_area"]
+    summary = json.loads(store.get_bytes(res.report_bucket, "zoned/summary.json"))
+    mz = summary["management_zones"]
+    assert [c["class"] for c in mz["classes"]] == [1, 2, 3]
+    assert [c["rate"] for c in mz["classes"]] == [200.0, 150.0, 100.0]
+    means = [c["ndvi_mean"] for c in mz["classes"]]
+    assert means == sorted(means)
+    valid = summary["indices"]["ndvi"]["valid_area_m2"]
+    assert sum(c["area_m2"] for c in mz["classes"]) == pytest.approx(valid, rel=0.001)
+    # the class raster against the NDVI raster: 0 exactly at nodata; class means as summarised
+    tif = tmp_path / "mz.tif"
+    store.download_file(res.heatmap_bucket, "zoned/management_zones.tif", tif)
+    ndvi_path = tmp_path / "ndvi.tif"
+    store.download_file(res.heatmap_bucket, "zoned/ndvi.tif", ndvi_path)
+    with rasterio.open(tif) as c, rasterio.open(ndvi_path) as n:
+        classes, ndvi = c.read(1), n.read(1)
+        assert c.colormap(1)[0][3] == 0 and c.nodata == 0
+    assert np.array_equal(classes == 0, np.isnan(ndvi))
+    for entry in mz["classes"]:
+        assert np.nanmean(ndvi[classes == entry["class"]]) == pytest.approx(entry["ndvi_mean"], abs=1e-4)
+    # healthy quadrant (north-west) is the top class, the pond (NDVI < 0) the lowest
+    assert classes[10:100, 10:100].min() == 3 and (classes[185:200, 185:200] == 1).all()  # pond lowest
+    # canopy cover per field: healthy NDVI ≈ 0.84 → 1.0; bare ≈ 0.11 → 0.0
+    cover = {z["name"]: z["canopy_cover"] for z in summary["zones"]}
+    assert cover["North-west field"] == pytest.approx(1.0, abs=0.01)
+    assert cover["South-east field"] == pytest.approx(0.0, abs=0.01)
+    # shapefile and GeoJSON read back: same features, areas summing to the valid area
+    archive = zipfile.ZipFile(io.BytesIO(store.get_bytes(res.heatmap_bucket, "zoned/management_zones.shp.zip")))
+    reader = shapefile.Reader(shp=io.BytesIO(archive.read("management_zones.shp")),
+                              shx=io.BytesIO(archive.read("management_zones.shx")),
+                              dbf=io.BytesIO(archive.read("management_zones.dbf")))
+    records = [r.as_dict() for r in reader.records()]
+    polygons = [shape(s.__geo_interface__) for s in reader.shapes()]
+    assert sum(p.area for p in polygons) == pytest.approx(valid, rel=0.01)
+    assert sum(r["area_ha"] for r in records) * 1e4 == pytest.approx(valid, rel=0.01)
+    geojson = json.loads(store.get_bytes(res.heatmap_bucket, "zoned/management_zones.geojson"))
+    assert len(geojson["features"]) == len(records)
+    assert {f["properties"]["field"] for f in geojson["features"]} >= {
+        "North-west field", "South-east field", None}
+    # ISOXML: one task, a treatment zone per class with its rate (kg/ha → mg/m²)
+    xml = zipfile.ZipFile(io.BytesIO(store.get_bytes(res.heatmap_bucket, "zoned/prescription_isoxml.zip")))
+    root = ET.fromstring(xml.read("TASKDATA/TASKDATA.XML"))
+    (task,) = root.findall("TSK")
+    assert {z.get("A"): int(z.find("PDV").get("B")) for z in task.findall("TZN")} == {
+        "1": 20000, "2": 15000, "3": 10000}
+    pdf = store.get_bytes(res.report_bucket, "zoned/report.pdf")
+    from pypdf import PdfReader
+
+    text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf)).pages)
+    assert "Management zones and prescription" in text and "CAN 27 in kg/ha" in text

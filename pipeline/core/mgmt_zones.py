@@ -314,6 +314,13 @@ def _median_smooth(mean: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return np.where(valid, smooth, np.nan)
 
 
+def _polygonal(geometry: BaseGeometry) -> MultiPolygon:
+    polygons = [g for g in getattr(geometry, "geoms", [geometry]) if g.geom_type == "Polygon"]
+    polygons += [p for g in getattr(geometry, "geoms", []) if g.geom_type == "MultiPolygon"
+                 for p in g.geoms]
+    return MultiPolygon(polygons)
+
+
 def _vectorise(key: np.ndarray, transform: Affine) -> dict[int, list[BaseGeometry]]:
     polygons: dict[int, list[BaseGeometry]] = {}
     with warnings.catch_warnings():
@@ -391,7 +398,10 @@ def zonate(
             raise NoValidData(f"{index} raster holds no valid pixel; no management zones",
                               file=f"{index}.tif")
         mean = np.divide(sums, counts, out=np.full(sums.shape, np.nan), where=counts > 0)
-        cell_valid = counts * 2 >= f * f
+        # pixels of each cell inside the grid (the last row and column of cells may be partial)
+        inside = np.outer(np.minimum(f, grid.height - np.arange(wh) * f),
+                          np.minimum(f, grid.width - np.arange(ww) * f))
+        cell_valid = counts * 2 >= inside
         if not cell_valid.any():  # a sparse raster: every cell under half full
             cell_valid = counts > 0
         smooth = _median_smooth(mean, cell_valid)
@@ -454,14 +464,18 @@ def zonate(
     key = np.where(cells > 0, field_cells.astype(np.int64) * 256 + cells, 0)
     grouped = _vectorise(key, wt)
     feature_keys = sorted(grouped, key=lambda k: (k % 256, k // 256))
+    # cells of the last row and column reach beyond the grid: clip to it (a coverage stays one)
+    extent = box(*grid.bounds)
     geoms = [MultiPolygon([p for poly in grouped[k] for p in getattr(poly, "geoms", [poly])])
              for k in feature_keys]
+    geoms = [g if extent.contains(g) else _polygonal(g.intersection(extent)) for g in geoms]
     simplified, tolerance, vertices = simplify_coverage(
         geoms, tolerance=abs(wt.a), vertex_budget=vertex_budget)
-    key_pixels = np.bincount(np.searchsorted(feature_keys, key[key > 0]),
-                             weights=counts[key > 0], minlength=len(feature_keys))
-    key_sums = np.bincount(np.searchsorted(feature_keys, key[key > 0]),
-                           weights=sums[key > 0], minlength=len(feature_keys))
+    ordered = np.asarray(feature_keys, dtype=np.int64)
+    by_key = np.argsort(ordered)
+    position = by_key[np.searchsorted(ordered[by_key], key[key > 0])]
+    key_pixels = np.bincount(position, weights=counts[key > 0], minlength=len(feature_keys))
+    key_sums = np.bincount(position, weights=sums[key > 0], minlength=len(feature_keys))
     parts = []
     for i, (k, geom) in enumerate(zip(feature_keys, simplified, strict=True)):
         field_index = k // 256

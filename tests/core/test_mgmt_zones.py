@@ -304,3 +304,22 @@ def test_analyse_management_zones__isoxml_only_with_a_prescription(tmp_path: Pat
     two = Prescription(product="Urea", unit="kg/ha", rates={"1": 150, "2": 120})
     with pytest.raises(ManifestError, match="IMAGERY_MZ_CLASSES"):
         analyse_management_zones(workdir=tmp_path / "two", prescription=two, **common)
+
+
+def test_zonate__feature_areas_and_means_match_the_class_raster_per_field(zoned) -> None:
+    """Fields aligned with the working cells: each feature is exactly the class raster's pixels of
+    its class inside its field (or outside both)."""
+    with rasterio.open(zoned.stage) as src:
+        classes = src.read(1)
+        transform = src.transform
+    h, w = classes.shape
+    rows, cols = np.mgrid[0:h, 0:w]
+    x = transform.c + (cols + 0.5) * transform.a
+    y = transform.f + (rows + 0.5) * transform.e
+    north = (x < X0 + 75) & (y > Y0 - 30)
+    south = (x < X0 + 60) & (y <= Y0 - 30) & (y > Y0 - 55)
+    where = {"North": north, "South": south, None: ~north & ~south}
+    assert len(zoned.parts) >= 6
+    for part in zoned.parts:
+        pixels = (classes == part.zone_class) & where[part.field]
+        assert part.area_m2 == pytest.approx(pixels.sum() * 0.0625), (part.zone_class, part.field)

@@ -85,7 +85,8 @@ def test_job__optical_only_rgb_batch_gives_vari(local, tmp_path, real_data):
     (run,) = launch_requested_runs(definitions, instance, sensor_tick(definitions, instance))
     assert run.success, failure_text(run)
     assert _objects(definitions, "heatmap_bucket", "rgb-only") == {
-        "vari.tif", "vari_heatmap.tif", "vari_heatmap.png"}
+        "vari.tif", "vari_heatmap.tif", "vari_heatmap.png",
+        "management_zones.tif", "management_zones.geojson", "management_zones.shp.zip"}
     assert _objects(definitions, "report_bucket", "rgb-only") == {
         "report.pdf", "summary.json", "distribution.json"}
 

@@ -74,7 +74,8 @@ def test_pipeline__upload_to_report_on_seaweedfs_and_postgres(pg, tmp_path, monk
             assert [c.check_name for c in checks if not c.passed] == []
             assert {c.check_name for c in checks} >= {"index_values_in_range", "index_valid_fraction",
                                                      "index_cogs_valid", "heatmap_cogs_valid",
-                                                     "thermal_cog_valid", "thermal_plausible"}
+                                                     "thermal_cog_valid", "thermal_plausible",
+                                                     "management_zones_conserve_area"}
 
     store = object_store(definitions).store()
     heat, rep = seaweed_buckets["heatmap"], seaweed_buckets["report"]
@@ -82,6 +83,7 @@ def test_pipeline__upload_to_report_on_seaweedfs_and_postgres(pg, tmp_path, monk
     expected = {f"{bid}/{n}{suffix}" for n in INDEX_NAMES for suffix in (".tif", "_heatmap.tif",
                                                                          "_heatmap.png")}
     expected |= {f"{bid}/thermal_c.tif", f"{bid}/thermal_heatmap.tif", f"{bid}/thermal_heatmap.png"}
+    expected |= {f"{bid}/management_zones.{e}" for e in ("tif", "geojson", "shp.zip")}
     assert {o.key for o in store.list_objects(heat, prefix=f"{bid}/")} == expected
     assert {o.key for o in store.list_objects(rep, prefix=f"{bid}/")} == {
         f"{bid}/report.pdf", f"{bid}/summary.json", f"{bid}/distribution.json"}

@@ -116,6 +116,7 @@ def expected_outputs(batch_id: str) -> tuple[set[str], set[str]]:
     heat = {f"{batch_id}/{n}{s}" for n in INDEX_NAMES for s in (".tif", "_heatmap.tif", "_heatmap.png")}
     heat |= {f"{batch_id}/thermal_c.tif", f"{batch_id}/thermal_heatmap.tif",
              f"{batch_id}/thermal_heatmap.png"}
+    heat |= {f"{batch_id}/management_zones.{e}" for e in ("tif", "geojson", "shp.zip")}
     report = {f"{batch_id}/report.pdf", f"{batch_id}/summary.json", f"{batch_id}/distribution.json"}
     return heat, report
 

@@ -9,9 +9,11 @@ import dagster as dg
 from assets.failures import bad_input, misconfigured
 from pipeline.core.errors import ConfigurationError, ImageryError, ManifestError, UnreadableImage
 from pipeline.core.manifest import MANIFEST_NAME, parse_manifest
+from pipeline.core.mgmt_analysis import check_prescription
 from pipeline.core.validation import ValidatedBatch, check_sha256, sha256_of, validate_images
 from pipeline.partitions import imagery_batches
 from pipeline.sensors import MANIFEST_ETAG_TAG
+from pipeline.settings import get_settings
 from resources.limits import LimitsResource
 from resources.object_store import ObjectStoreResource
 
@@ -49,6 +51,8 @@ def imagery_batch(
                                 file=manifest_key)
         manifest = parse_manifest(store.get_bytes(bucket, manifest_key), name=manifest_key,
                                   batch_id=batch_id)
+        # refused here, before anything is published, not when the zones are made
+        check_prescription(manifest.prescription, classes=get_settings().mz_classes)
         context.log.info(f"Batch {batch_id}: manifest ETag {info.etag} "
                          f"(run requested for {context.run.tags.get(MANIFEST_ETAG_TAG, 'n/a')}), "
                          f"{len(manifest.images)} image(s)")

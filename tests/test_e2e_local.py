@@ -275,3 +275,16 @@ def test_job__management_zones_and_prescription_read_back(local, tmp_path, monke
 
     text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf)).pages)
     assert "Management zones and prescription" in text and "CAN 27 in kg/ha" in text
+
+
+def test_job__prescription_without_a_rate_per_class_is_refused_before_publishing(local, tmp_path):
+    definitions, instance = local
+    sample = write_sample_batch(tmp_path / "b", batch_id="two-rates", size=64)
+    _edit_manifest(sample.folder, prescription={"product": "CAN 27", "unit": "kg/ha",
+                                                "rates": {"1": 200, "2": 150}})
+    upload_batch(definitions, sample.folder, sample.batch_id, sample.files)
+    (run,) = launch_requested_runs(definitions, instance, sensor_tick(definitions, instance))
+    assert not run.success
+    assert "IMAGERY_MZ_CLASSES" in failure_text(run) and "prescription.rates" in failure_text(run)
+    assert _objects(definitions, "heatmap_bucket", "two-rates") == set()
+    assert _objects(definitions, "report_bucket", "two-rates") == set()

@@ -13,9 +13,9 @@ from pipeline.core.mgmt_analysis import check_prescription
 from pipeline.core.validation import ValidatedBatch, check_sha256, sha256_of, validate_images
 from pipeline.partitions import imagery_batches
 from pipeline.sensors import MANIFEST_ETAG_TAG
-from pipeline.settings import get_settings
 from resources.limits import LimitsResource
 from resources.object_store import ObjectStoreResource
+from resources.zoning import ZoningResource
 
 CHUNK = 8 * 1024 * 1024
 
@@ -37,7 +37,8 @@ def _read_chunks(stream):
     "images combined onto one batch grid. Uploads are only read, never modified.",
 )
 def imagery_batch(
-    context: dg.AssetExecutionContext, object_store: ObjectStoreResource, limits: LimitsResource
+    context: dg.AssetExecutionContext, object_store: ObjectStoreResource, limits: LimitsResource,
+    zoning: ZoningResource,
 ) -> dg.Output[ValidatedBatch]:
     batch_id = context.partition_key
     store = object_store.store()
@@ -52,7 +53,7 @@ def imagery_batch(
         manifest = parse_manifest(store.get_bytes(bucket, manifest_key), name=manifest_key,
                                   batch_id=batch_id)
         # refused here, before anything is published, not when the zones are made
-        check_prescription(manifest.prescription, classes=get_settings().mz_classes)
+        check_prescription(manifest.prescription, classes=zoning.classes)
         context.log.info(f"Batch {batch_id}: manifest ETag {info.etag} "
                          f"(run requested for {context.run.tags.get(MANIFEST_ETAG_TAG, 'n/a')}), "
                          f"{len(manifest.images)} image(s)")

@@ -3,14 +3,16 @@
 
 import dagster as dg
 
-from assets.analysis import _refusing_bad_input, _zones
+from assets.analysis import _zones
+from assets.failures import decided_by_error_kind
 from pipeline.core.mgmt_analysis import ZONING_INDICES, analyse_management_zones
+from pipeline.core.outputs import object_name
 from pipeline.core.validation import ValidatedBatch
 from pipeline.partitions import imagery_batches
-from pipeline.settings import get_settings
 from resources.dask import DaskResource
-from resources.io_managers import PUBLISHES, PublishedFiles, PublishedObjects
+from resources.io_managers import PublishedFiles, PublishedObjects
 from resources.object_store import ObjectStoreResource
+from resources.zoning import ZoningResource
 
 MZ_CODE_VERSION = "1"
 _OWNERS = ["team:imagery"]
@@ -25,7 +27,6 @@ _OWNERS = ["team:imagery"]
         "management_zones": dg.AssetOut(
             io_manager_key="heatmap_io_manager", code_version=MZ_CODE_VERSION, owners=_OWNERS,
             kinds={"cog", "geojson", "shapefile"},
-            metadata={PUBLISHES: r"management_zones\.(tif|geojson|shp\.zip)|prescription_isoxml\.zip"},
             description="Management zones from NDVI (VARI without NIR): IMAGERY_MZ_CLASSES classes "
             "(1 = lowest vigour) by natural breaks, parts under IMAGERY_MZ_MIN_HA merged, as a "
             "paletted class COG, GeoJSON (EPSG:4326) and zipped shapefile (grid CRS); with the "
@@ -42,23 +43,25 @@ def management_zones(
     index_rasters: PublishedObjects,
     object_store: ObjectStoreResource,
     dask_resource: DaskResource,
+    zoning: ZoningResource,
 ):
     batch = imagery_batch
-    index = next((i for i in ZONING_INDICES if f"{i}.tif" in index_rasters.objects), None)
+    index = next((i for i in ZONING_INDICES
+                  if object_name("{index}.tif", i) in index_rasters.objects), None)
     if index is None:
         note = "no NDVI or VARI raster (no optical bands allow one): no management zones"
         context.log.info(f"Batch {batch.batch_id}: {note}")
         yield dg.Output(PublishedFiles(note=note), "management_zones")
         yield dg.Output(None, "management_zone_statistics", metadata={"note": note})
         return
-    settings = get_settings()
-    with _refusing_bad_input(context, batch):
+    with decided_by_error_kind(context, batch.batch_id):
         zones = _zones(batch, object_store)
+        source = index_rasters.objects[object_name("{index}.tif", index)]
         with dask_resource.scratch(batch.batch_id) as workdir:
             result = analyse_management_zones(
-                index_path=index_rasters.objects[f"{index}.tif"].gdal_path, index=index,
-                gdal_options=index_rasters.gdal_options, classes=settings.mz_classes,
-                min_ha=settings.mz_min_ha, canopy_ndvi=settings.canopy_ndvi,
+                index_path=source.gdal_path, index=index,
+                gdal_options=index_rasters.gdal_options, classes=zoning.classes,
+                min_ha=zoning.min_ha, canopy_ndvi=zoning.canopy_ndvi,
                 workdir=workdir / "management_zones", task=batch.batch_id,
                 software_version=MZ_CODE_VERSION, prescription=batch.manifest.prescription,
                 zones_geojson=zones, zones_name=batch.manifest.zones or "zones",

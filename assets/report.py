@@ -20,11 +20,11 @@ from pipeline.core.summary import Link, Summary
 from pipeline.core.validation import ValidatedBatch
 from pipeline.core.zone_outputs import class_map_png
 from pipeline.partitions import imagery_batches
-from pipeline.settings import get_settings
 from resources.indices import IndexRegistryResource
 from resources.io_managers import PublishedFiles
 from resources.notifier import NotifierResource
 from resources.object_store import ObjectStoreResource
+from resources.zoning import ZoningResource
 
 REPORT_CODE_VERSION = "1"
 _OWNERS = ["team:imagery"]
@@ -70,10 +70,11 @@ def batch_report(
     management_zone_statistics: ManagementZonesAnalysis | None,
     object_store: ObjectStoreResource,
     index_registry: IndexRegistryResource,
+    zoning: ZoningResource,
 ):
     batch = imagery_batch
     registry = index_registry.registry()
-    zoning = management_zone_statistics
+    mz = management_zone_statistics
     if not batch.manifest.auto_report:
         context.log.info(f"Batch {batch.batch_id}: manifest.json says auto_report: false; the run "
                          "stops after the heatmaps: no report, no distribution.")
@@ -85,7 +86,7 @@ def batch_report(
     generated_at = datetime.now(UTC).replace(microsecond=0)
     summary = build_summary(batch=batch, indices=index_statistics, thermal=thermal_statistics,
                             artifacts=artifacts, generated_at=generated_at,
-                            code_version=code_version(registry), registry=registry, zoning=zoning)
+                            code_version=code_version(registry), registry=registry, zoning=mz)
     with tempfile.TemporaryDirectory(prefix="report-") as tmp:
         workdir = Path(tmp)
         maps = {}
@@ -93,15 +94,15 @@ def batch_report(
             path = workdir / preview_name(name)
             store.download_file(heatmaps, batch_key(batch.batch_id, path.name), path)
             maps[name] = print_map(path, workdir / f"{name}_map.jpg")
-        if zoning is not None:
+        if mz is not None:
             png = class_map_png(store.gdal_path(
                 heatmaps, batch_key(batch.batch_id, object_name("management_zones.tif"))),
-                                workdir / "management_zones.png", classes=zoning.classes,
+                                workdir / "management_zones.png", classes=mz.classes,
                                 gdal_options=store.gdal_options())
             maps["management_zones"] = print_map(png, workdir / "management_zones_map.jpg")
         report_context = build_context(batch=batch, indices=index_statistics,
                                        thermal=thermal_statistics, maps=maps, registry=registry,
-                                       zoning=zoning, area_unit=get_settings().area_unit)
+                                       zoning=mz, area_unit=zoning.area_unit)
         pdf = render_report(summary=summary, context=report_context)
         (workdir / "report.pdf").write_bytes(pdf)
         (workdir / "summary.json").write_bytes(summary.to_json())

@@ -24,6 +24,7 @@ from resources.io_managers import ObjectStoreIOManager
 from resources.limits import LimitsResource
 from resources.notifier import NotifierResource
 from resources.object_store import ObjectStoreResource
+from resources.zoning import ZoningResource
 
 
 def build_resources(settings: Settings | None = None, registry: Registry | None = None
@@ -43,6 +44,7 @@ def build_resources(settings: Settings | None = None, registry: Registry | None 
                                  min_valid_fraction=settings.min_valid_fraction),
         "notifier": NotifierResource.from_settings(settings),
         "index_registry": IndexRegistryResource.for_registry(registry),
+        "zoning": ZoningResource.from_settings(settings),
     }
 
 

@@ -17,11 +17,14 @@ from pipeline.core.analysis import OutputFile
 from pipeline.core.errors import ManifestError
 from pipeline.core.manifest import Prescription
 from pipeline.core.mgmt_zones import ClassStat, ZonePart, zonate
+from pipeline.core.outputs import entry, object_name
 from pipeline.core.zones import load_zones
 
 ZONING_INDICES = ("ndvi", "vari")  # in order of preference
-FILE_NAMES = ("management_zones.tif", "management_zones.geojson", "management_zones.shp.zip",
-              "prescription_isoxml.zip")
+CLASSES_TIF = object_name("management_zones.tif")
+GEOJSON = object_name("management_zones.geojson")
+SHAPEFILE = object_name("management_zones.shp.zip")
+ISOXML = object_name("prescription_isoxml.zip")
 
 
 @dataclass
@@ -96,19 +99,19 @@ def analyse_management_zones(
         f"{min_ha:g} ha merged, {len(z.parts)} feature(s), {z.vertices} vertices "
         f"(tolerance {z.tolerance:g})")
     rates = prescription.class_rates() if prescription else None
-    files = [OutputFile("management_zones.tif",
-                        zone_outputs.write_class_cog(z, workdir / "management_zones.tif"), "palette")]
+    files = [OutputFile(CLASSES_TIF, zone_outputs.write_class_cog(z, workdir / CLASSES_TIF),
+                        entry(CLASSES_TIF).kind.value)]
     z.stage.unlink(missing_ok=True)
-    outputs = {"management_zones.geojson": zone_outputs.geojson_bytes(z, rates=rates),
-               "management_zones.shp.zip": zone_outputs.shapefile_zip(z, rates=rates)}
+    outputs = {GEOJSON: zone_outputs.geojson_bytes(z, rates=rates),
+               SHAPEFILE: zone_outputs.shapefile_zip(z, rates=rates)}
     if prescription is not None:
-        outputs["prescription_isoxml.zip"] = zone_outputs.prescription_zip(
+        outputs[ISOXML] = zone_outputs.prescription_zip(
             z, task=task, product=prescription.product, unit=prescription.unit, rates=rates,
             software_version=software_version)
     for name, data in outputs.items():
         path = workdir / name
         path.write_bytes(data)
-        files.append(OutputFile(name, path, name.split(".", 1)[1]))
+        files.append(OutputFile(name, path, entry(name).kind.value))
         log(f"{name}: {len(data) / 1e3:.1f} kB")
     return ManagementZonesAnalysis(
         index=index, classes=classes, method=z.method, class_stats=z.class_stats, parts=z.parts,

@@ -82,8 +82,12 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{value * 100:.1f} %"
 
 
-def _ha(area_m2: float | None) -> str:
-    return "–" if area_m2 is None else f"{area_m2 / 1e4:,.4f}" if area_m2 < 1e4 else f"{area_m2 / 1e4:,.2f}"
+def _area(area_m2: float | None, unit: str) -> str:
+    """An area in the report's unit (IMAGERY_AREA_UNIT: ha or acre); 4 decimals below 1."""
+    if area_m2 is None:
+        return "–"
+    value = area_m2 / (ACRE_M2 if unit == "acre" else 1e4)
+    return f"{value:,.4f}" if value < 1 else f"{value:,.2f}"
 
 
 def _when(value: datetime | None) -> str:
@@ -192,6 +196,7 @@ def _masked_line(context: ReportContext) -> str:
 
 
 def _cover(summary: Summary, context: ReportContext) -> list[Flowable]:
+    unit = context.area_unit
     grid = summary.grid
     extent_m2 = grid.width * grid.height * grid.pixel_size[0] * grid.pixel_size[1]
     imaged_m2 = max((s.valid_area_m2 for s in summary.indices.values()), default=0.0)
@@ -200,7 +205,7 @@ def _cover(summary: Summary, context: ReportContext) -> list[Flowable]:
         ["Batch", summary.batch_id],
         ["Captured", _when(context.captured_at)],
         ["Platform / sensor", platform],
-        ["Area covered", f"{_ha(imaged_m2)} ha with data (grid extent {_ha(extent_m2)} ha)"],
+        ["Area covered", f"{_area(imaged_m2, unit)} {unit} with data (grid extent {_area(extent_m2, unit)} {unit})"],
         ["Grid CRS", grid.crs],
         ["Pixel size", f"{grid.pixel_size[0]:g} × {grid.pixel_size[1]:g} {'m' if _metric(grid.crs) else '(CRS units)'}"],
         ["Grid size", f"{grid.width:,} × {grid.height:,} px"],
@@ -282,6 +287,7 @@ def _histogram_block(context: ReportContext, key: str, scale, unit: str) -> list
 
 
 def _index_section(name: str, stats: IndexSummary, summary: Summary, context: ReportContext) -> list[Flowable]:
+    unit = context.area_unit
     story: list[Flowable] = [PageBreak(), Paragraph(escape(section_title(name, context)), H1)]
     info = context.index_info.get(name)
     if info and (info.formula or info.description):
@@ -290,16 +296,16 @@ def _index_section(name: str, stats: IndexSummary, summary: Summary, context: Re
                                + f" <i>({kind})</i>. " + escape(info.description), SMALL))
     story += _map_block(summary, context, name, stats.scale, unit="")
     story += [Paragraph("Statistics", H2), _table([
-        ["mean", "std", "min", "max", "p10", "p50", "p90", "valid", "valid area (ha)"],
+        ["mean", "std", "min", "max", "p10", "p50", "p90", "valid", f"valid area ({unit})"],
         [_num(stats.mean), _num(stats.std), _num(stats.min), _num(stats.max), _num(stats.p10), _num(stats.p50),
-         _num(stats.p90), _pct(stats.valid_fraction), _ha(stats.valid_area_m2)],
+         _num(stats.p90), _pct(stats.valid_fraction), _area(stats.valid_area_m2, unit)],
     ])]
     story += _histogram_block(context, name, stats.scale, unit="")
     if stats.classes:
-        rows = [["", "class", "range", "area (ha)", "% of valid"]]
+        rows = [["", "class", "range", f"area ({unit})", "% of valid"]]
         swatches = []
         for row, c in enumerate(stats.classes, start=1):
-            rows.append(["", c.name, f"{c.lower:g} to {c.upper:g}", _ha(c.area_m2), _pct(c.fraction)])
+            rows.append(["", c.name, f"{c.lower:g} to {c.upper:g}", _area(c.area_m2, unit), _pct(c.fraction)])
             mid = (max(c.lower, stats.scale.vmin) + min(c.upper, stats.scale.vmax)) / 2
             swatches.append(("BACKGROUND", (0, row), (0, row), charts.ramp_colours(stats.scale, [mid])[0]))
         widths = [5 * mm, 32 * mm, 40 * mm, 30 * mm, 30 * mm]
@@ -308,11 +314,11 @@ def _index_section(name: str, stats: IndexSummary, summary: Summary, context: Re
     zones = [z for z in summary.zones if name in z.indices]
     missing = set(_not_flown(summary))
     if zones:
-        rows = [["zone", "area (ha)", "mean", "p10", "p50", "p90"]]
+        rows = [["zone", f"area ({unit})", "mean", "p10", "p50", "p90"]]
         for zone in zones:
             s = zone.indices[name]
             label = zone.name + (" (not flown)" if zone.name in missing else "")
-            rows.append([Paragraph(escape(label), SMALL), _ha(zone.area_m2), _num(s.mean), _num(s.p10),
+            rows.append([Paragraph(escape(label), SMALL), _area(zone.area_m2, unit), _num(s.mean), _num(s.p10),
                          _num(s.p50), _num(s.p90)])
         story += [Paragraph(f"Zones — {escape(name.upper())}", H2),
                   _table(rows, [60 * mm, 25 * mm, 22 * mm, 22 * mm, 22 * mm, 22 * mm], long=True)]
@@ -320,6 +326,7 @@ def _index_section(name: str, stats: IndexSummary, summary: Summary, context: Re
 
 
 def _thermal_section(thermal: ThermalSummary, summary: Summary, context: ReportContext) -> list[Flowable]:
+    unit = context.area_unit
     scale = context.thermal_scale
     story: list[Flowable] = [PageBreak(), Paragraph(THERMAL_TITLE, H1)]
     story += _map_block(summary, context, "thermal", scale, unit="°C")
@@ -341,18 +348,11 @@ def _thermal_section(thermal: ThermalSummary, summary: Summary, context: ReportC
         story.append(Paragraph("No hotspot.", BODY))
     zones = [z for z in summary.zones if z.thermal is not None]
     if zones:
-        rows = [["zone", "area (ha)", "mean °C", "max °C"]]
-        rows += [[Paragraph(escape(z.name), SMALL), _ha(z.area_m2), _num(z.thermal.mean_c, 1),
+        rows = [["zone", f"area ({unit})", "mean °C", "max °C"]]
+        rows += [[Paragraph(escape(z.name), SMALL), _area(z.area_m2, unit), _num(z.thermal.mean_c, 1),
                   _num(z.thermal.max_c, 1)] for z in zones]
         story += [Paragraph("Zones — thermal", H2), _table(rows, [60 * mm, 25 * mm, 25 * mm, 25 * mm], long=True)]
     return story
-
-
-def _area(area_m2: float | None, unit: str) -> str:
-    if area_m2 is None:
-        return "–"
-    value = area_m2 / (ACRE_M2 if unit == "acre" else 1e4)
-    return f"{value:,.4f}" if value < 1 else f"{value:,.2f}"
 
 
 def _zone_legend(colours: Sequence[tuple[int, int, int]], width: float) -> Drawing:

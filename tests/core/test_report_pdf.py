@@ -157,3 +157,12 @@ def test_render_report__management_zone_page_in_acres_with_totals(rendered, tmp_
     # the field outside every field: one acre at 80 kg/ha = 32.4 kg
     assert "outside every field" in page and "32.4 kg" in page
     assert "Canopy cover per field" in page and "25.0 %" in page
+
+
+def test_render_report__every_area_in_the_configured_unit(rendered) -> None:
+    summary, context, _ = rendered
+    acres = ReportContext.model_validate({**context.model_dump(), "area_unit": "acre"})
+    text = "\n".join(_texts(render_report(summary=summary, context=acres)))
+    assert "(ha)" not in text and " ha " not in text
+    assert "area (acre)" in text and "valid area (acre)" in text
+    assert "0.0704 acre with data" in text  # 285 m² = 0.0704 acre

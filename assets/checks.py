@@ -134,6 +134,14 @@ def thermal_plausible(context: dg.AssetCheckExecutionContext,
                   "min_c": float(s["min_c"]), "max_c": float(s["max_c"])})
 
 
+@dg.asset_check(asset="management_zones", partitions_def=imagery_batches, blocking=True,
+                description="The published management-zone raster is a valid one-band uint8 COG "
+                            "with a CRS.")
+def management_zones_cog_valid(context: dg.AssetCheckExecutionContext,
+                               management_zones: PublishedObjects) -> dg.AssetCheckResult:
+    return final_check(context, _cogs_valid(management_zones, dtype="uint8"))
+
+
 MZ_AREA_TOLERANCE = 0.01
 
 
@@ -168,4 +176,5 @@ def _geographic(indices: IndexAnalysis) -> bool:
 
 
 CHECKS = [index_values_in_range, index_valid_fraction, index_cogs_valid, heatmap_cogs_valid,
-          thermal_cog_valid, thermal_plausible, management_zones_conserve_area]
+          thermal_cog_valid, thermal_plausible, management_zones_cog_valid,
+          management_zones_conserve_area]

@@ -225,7 +225,7 @@ def test_job__management_zones_and_prescription_read_back(local, tmp_path, monke
     checks = {e.asset_check_key.name: e.passed
               for e in (ev.event_specific_data for ev in run.all_events
                         if ev.event_type_value == "ASSET_CHECK_EVALUATION")}
-    assert checks["management_zones_conserve_area"]
+    assert checks["management_zones_conserve_area"] and checks["management_zones_cog_valid"]
     summary = json.loads(store.get_bytes(res.report_bucket, "zoned/summary.json"))
     mz = summary["management_zones"]
     assert [c["class"] for c in mz["classes"]] == [1, 2, 3]

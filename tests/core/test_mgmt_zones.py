@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import rasterio
 import shapefile
 import shapely
@@ -323,3 +325,40 @@ def test_zonate__feature_areas_and_means_match_the_class_raster_per_field(zoned)
     for part in zoned.parts:
         pixels = (classes == part.zone_class) & where[part.field]
         assert part.area_m2 == pytest.approx(pixels.sum() * 0.0625), (part.zone_class, part.field)
+
+
+def _parts(classes: np.ndarray, fields: np.ndarray) -> list[tuple[np.ndarray, int]]:
+    from scipy import ndimage
+
+    out = []
+    for f in np.unique(fields):
+        for c in np.unique(classes[(fields == f) & (classes > 0)]):
+            labels, n = ndimage.label((fields == f) & (classes == c))
+            out += [(labels == i, int(f)) for i in range(1, n + 1)]
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(2, 12))
+def test_merge_small_parts__leaves_no_small_part_that_has_a_neighbour_in_its_field(seed, min_weight):
+    rng = np.random.default_rng(seed)
+    classes = rng.integers(1, 4, (14, 14)).astype(np.uint8)
+    classes = np.kron(classes[:7, :7], np.ones((2, 2), np.uint8))  # parts of 4+ pixels
+    classes[rng.random(classes.shape) < 0.05] = 0  # some no-data
+    fields = np.zeros(classes.shape, np.int32)
+    fields[:, 7:] = 1
+    fields[10:, :5] = 2
+    merged, _ = merge_small_parts(classes=classes, fields=fields, weights=np.ones(classes.shape),
+                                  min_weight=min_weight)
+    assert np.array_equal(merged == 0, classes == 0)  # no-data stays, data stays data
+    for mask, field_id in _parts(merged, fields):
+        if mask.sum() >= min_weight:
+            continue
+        grown = ndimage_dilation(mask) & ~mask & (fields == field_id) & (merged > 0)
+        assert not grown.any(), "a small part kept a neighbour in its field"
+
+
+def ndimage_dilation(mask: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
+    return ndimage.binary_dilation(mask, structure=ndimage.generate_binary_structure(2, 1))

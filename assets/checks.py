@@ -158,7 +158,8 @@ def management_zones_conserve_area(context: dg.AssetCheckExecutionContext,
     valid = float(index_statistics.indices[mz.index].stats["valid_area_m2"])
     classes = sum(c.area_m2 for c in mz.class_stats)
     parts = sum(p.area_m2 for p in mz.parts)
-    polygons = sum(p.geometry.area for p in mz.parts) if not _geographic(index_statistics) else parts
+    polygons = (parts if _geographic(index_statistics)
+                else sum(p.geometry.area for p in mz.parts))
     errors = {name: abs(value - valid) / valid if valid else float(value > 0)
               for name, value in (("classes", classes), ("features", parts),
                                   ("polygons", polygons))}
@@ -166,7 +167,8 @@ def management_zones_conserve_area(context: dg.AssetCheckExecutionContext,
         passed=all(e <= MZ_AREA_TOLERANCE for e in errors.values()),
         metadata={"valid_area_m2": valid, "classes_area_m2": classes, "features_area_m2": parts,
                   "polygons_area_m2": float(polygons),
-                  "relative_errors": dg.MetadataValue.json({k: round(v, 6) for k, v in errors.items()}),
+                  "relative_errors": dg.MetadataValue.json(
+                      {k: round(v, 6) for k, v in errors.items()}),
                   "tolerance": MZ_AREA_TOLERANCE}))
 
 

@@ -35,8 +35,8 @@ def code_version(registry: Registry = BUILTIN_REGISTRY) -> str:
         package = version("imagery-pipeline")
     except PackageNotFoundError:  # running from a source tree without installing
         package = "0+unknown"
-    return (f"{package}+idx.{indices_code_version(registry)}.th.{THERMAL_CODE_VERSION}.mz.{MZ_CODE_VERSION}"
-            f".rep.{REPORT_CODE_VERSION}")
+    return (f"{package}+idx.{indices_code_version(registry)}.th.{THERMAL_CODE_VERSION}"
+            f".mz.{MZ_CODE_VERSION}.rep.{REPORT_CODE_VERSION}")
 
 
 def _artifacts(store, bucket: str, batch_id: str) -> dict[str, str]:
@@ -57,7 +57,8 @@ def _artifacts(store, bucket: str, batch_id: str) -> dict[str, str]:
     kinds={"pdf", "json"},
     code_version=REPORT_CODE_VERSION,
     io_manager_key="report_io_manager",
-    deps=["index_heatmaps", "thermal_heatmap", "index_rasters", "thermal_raster", "management_zones"],
+    deps=["index_heatmaps", "thermal_heatmap", "index_rasters", "thermal_raster",
+          "management_zones"],
     output_required=False,
     description="reports/<batch_id>/summary.json (DESIGN.md §3) and report.pdf, two renderings of "
     "one report model. Skipped when the manifest says auto_report: false.",

@@ -58,9 +58,8 @@ def defs() -> dg.Definitions:
     registry = build_registry(indices_file=settings.indices_file)
     return dg.Definitions(
         assets=[a.with_attributes(backfill_policy=PER_BATCH_BACKFILL) for a in (
-            imagery_batch, for_registry(vegetation_indices, registry), thermal_maps, management_zones,
-            batch_report,
-            report_distribution)],
+            imagery_batch, for_registry(vegetation_indices, registry), thermal_maps,
+            management_zones, batch_report, report_distribution)],
         asset_checks=CHECKS,
         jobs=[process_imagery_batch],
         sensors=[build_upload_sensor(minimum_interval_seconds=settings.sensor_interval_s)],

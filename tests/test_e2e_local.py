@@ -244,15 +244,18 @@ def test_job__management_zones_and_prescription_read_back(local, tmp_path, monke
         assert c.colormap(1)[0][3] == 0 and c.nodata == 0
     assert np.array_equal(classes == 0, np.isnan(ndvi))
     for entry in mz["classes"]:
-        assert np.nanmean(ndvi[classes == entry["class"]]) == pytest.approx(entry["ndvi_mean"], abs=1e-4)
+        mean = np.nanmean(ndvi[classes == entry["class"]])
+        assert mean == pytest.approx(entry["ndvi_mean"], abs=1e-4)
     # healthy quadrant (north-west) is the top class, the pond (NDVI < 0) the lowest
-    assert classes[10:100, 10:100].min() == 3 and (classes[185:200, 185:200] == 1).all()  # pond lowest
+    assert classes[10:100, 10:100].min() == 3
+    assert (classes[185:200, 185:200] == 1).all()  # the pond (NDVI < 0) lowest
     # canopy cover per field: healthy NDVI ≈ 0.84 → 1.0; bare ≈ 0.11 → 0.0
     cover = {z["name"]: z["canopy_cover"] for z in summary["zones"]}
     assert cover["North-west field"] == pytest.approx(1.0, abs=0.01)
     assert cover["South-east field"] == pytest.approx(0.0, abs=0.01)
     # shapefile and GeoJSON read back: same features, areas summing to the valid area
-    archive = zipfile.ZipFile(io.BytesIO(store.get_bytes(res.heatmap_bucket, "zoned/management_zones.shp.zip")))
+    archive = zipfile.ZipFile(io.BytesIO(
+        store.get_bytes(res.heatmap_bucket, "zoned/management_zones.shp.zip")))
     reader = shapefile.Reader(shp=io.BytesIO(archive.read("management_zones.shp")),
                               shx=io.BytesIO(archive.read("management_zones.shx")),
                               dbf=io.BytesIO(archive.read("management_zones.dbf")))
@@ -265,7 +268,8 @@ def test_job__management_zones_and_prescription_read_back(local, tmp_path, monke
     assert {f["properties"]["field"] for f in geojson["features"]} >= {
         "North-west field", "South-east field", None}
     # ISOXML: one task, a treatment zone per class with its rate (kg/ha → mg/m²)
-    xml = zipfile.ZipFile(io.BytesIO(store.get_bytes(res.heatmap_bucket, "zoned/prescription_isoxml.zip")))
+    xml = zipfile.ZipFile(io.BytesIO(
+        store.get_bytes(res.heatmap_bucket, "zoned/prescription_isoxml.zip")))
     root = ET.fromstring(xml.read("TASKDATA/TASKDATA.XML"))
     (task,) = root.findall("TSK")
     assert {z.get("A"): int(z.find("PDV").get("B")) for z in task.findall("TZN")} == {

@@ -72,7 +72,7 @@ def rate_unit(unit: str) -> RateUnit:
 class TreatmentZone:
     code: int  # the management-zone class
     rate: float  # in the prescription's unit
-    polygons: Sequence[tuple[str | None, BaseGeometry]]  # (field name, (Multi)Polygon in WGS84 lon/lat)
+    polygons: Sequence[tuple[str | None, BaseGeometry]]  # (field, (Multi)Polygon in lon/lat)
 
 
 def _ring(parent: ET.Element, coords, kind: str) -> None:

@@ -465,7 +465,8 @@ def zonate(
                 dst.write(out, 1, window=win)
 
     stats = [ClassStat(zone_class=c, area_m2=float(class_pixels[c] * pixel_area),
-                       ndvi_mean=float(class_sums[c] / class_pixels[c]) if class_pixels[c] else None,
+                       ndvi_mean=(float(class_sums[c] / class_pixels[c]) if class_pixels[c]
+                                  else None),
                        pixels=int(class_pixels[c])) for c in range(1, classes + 1)]
 
     # Polygons: one feature per (class, field) from the working grid.

@@ -76,8 +76,8 @@ def build_summary(
         zone_indices = {i: ZoneIndex(**r.zones[name]) for i, r in (indices.indices if indices else {}).items()}
         zone_thermal = ZoneThermal(**thermal.zones[name]) if thermal and name in thermal.zones else None
         canopy = zoning.canopy_cover.get(name) if zoning is not None else None
-        zones.append(ZoneSummary(name=name, area_m2=area, indices=zone_indices, thermal=zone_thermal,
-                                 canopy_cover=canopy))
+        zones.append(ZoneSummary(name=name, area_m2=area, indices=zone_indices,
+                                 thermal=zone_thermal, canopy_cover=canopy))
     return Summary(batch_id=batch.batch_id, generated_at=generated_at, code_version=code_version,
                    grid=_grid_info(grid), indices=index_summaries, thermal=thermal_summary,
                    zones=zones, management_zones=management_zones_summary(zoning),
@@ -87,7 +87,8 @@ def build_summary(
                    artifacts_encoding=ArtifactsEncoding(**(indices or thermal).encoding))
 
 
-def management_zones_summary(zoning: ManagementZonesAnalysis | None) -> ManagementZonesSummary | None:
+def management_zones_summary(
+        zoning: ManagementZonesAnalysis | None) -> ManagementZonesSummary | None:
     """summary.json `management_zones` (DESIGN.md §3.4), or None without zoning."""
     if zoning is None:
         return None

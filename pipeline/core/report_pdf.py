@@ -205,7 +205,8 @@ def _cover(summary: Summary, context: ReportContext) -> list[Flowable]:
         ["Batch", summary.batch_id],
         ["Captured", _when(context.captured_at)],
         ["Platform / sensor", platform],
-        ["Area covered", f"{_area(imaged_m2, unit)} {unit} with data (grid extent {_area(extent_m2, unit)} {unit})"],
+        ["Area covered", f"{_area(imaged_m2, unit)} {unit} with data "
+                         f"(grid extent {_area(extent_m2, unit)} {unit})"],
         ["Grid CRS", grid.crs],
         ["Pixel size", f"{grid.pixel_size[0]:g} × {grid.pixel_size[1]:g} {'m' if _metric(grid.crs) else '(CRS units)'}"],
         ["Grid size", f"{grid.width:,} × {grid.height:,} px"],
@@ -225,7 +226,8 @@ def _cover(summary: Summary, context: ReportContext) -> list[Flowable]:
     table.setStyle(TableStyle([("LINEBELOW", (0, 0), (-1, -1), 0.3, colors.HexColor("#d0d4d8")),
                                ("VALIGN", (0, 0), (-1, -1), "TOP")]))
     contents = [section_title(n, context) for n in summary.indices] + (
-        [THERMAL_TITLE] if summary.thermal else []) + ([MZ_TITLE] if summary.management_zones else [])
+        [THERMAL_TITLE] if summary.thermal else []) + (
+        [MZ_TITLE] if summary.management_zones else [])
     return [
         Spacer(1, 30 * mm),
         Paragraph("Crop imagery report", TITLE),
@@ -305,7 +307,8 @@ def _index_section(name: str, stats: IndexSummary, summary: Summary, context: Re
         rows = [["", "class", "range", f"area ({unit})", "% of valid"]]
         swatches = []
         for row, c in enumerate(stats.classes, start=1):
-            rows.append(["", c.name, f"{c.lower:g} to {c.upper:g}", _area(c.area_m2, unit), _pct(c.fraction)])
+            rows.append(["", c.name, f"{c.lower:g} to {c.upper:g}", _area(c.area_m2, unit),
+                         _pct(c.fraction)])
             mid = (max(c.lower, stats.scale.vmin) + min(c.upper, stats.scale.vmax)) / 2
             swatches.append(("BACKGROUND", (0, row), (0, row), charts.ramp_colours(stats.scale, [mid])[0]))
         widths = [5 * mm, 32 * mm, 40 * mm, 30 * mm, 30 * mm]
@@ -318,8 +321,8 @@ def _index_section(name: str, stats: IndexSummary, summary: Summary, context: Re
         for zone in zones:
             s = zone.indices[name]
             label = zone.name + (" (not flown)" if zone.name in missing else "")
-            rows.append([Paragraph(escape(label), SMALL), _area(zone.area_m2, unit), _num(s.mean), _num(s.p10),
-                         _num(s.p50), _num(s.p90)])
+            rows.append([Paragraph(escape(label), SMALL), _area(zone.area_m2, unit),
+                         _num(s.mean), _num(s.p10), _num(s.p50), _num(s.p90)])
         story += [Paragraph(f"Zones — {escape(name.upper())}", H2),
                   _table(rows, [60 * mm, 25 * mm, 22 * mm, 22 * mm, 22 * mm, 22 * mm], long=True)]
     return story
@@ -349,8 +352,8 @@ def _thermal_section(thermal: ThermalSummary, summary: Summary, context: ReportC
     zones = [z for z in summary.zones if z.thermal is not None]
     if zones:
         rows = [["zone", f"area ({unit})", "mean °C", "max °C"]]
-        rows += [[Paragraph(escape(z.name), SMALL), _area(z.area_m2, unit), _num(z.thermal.mean_c, 1),
-                  _num(z.thermal.max_c, 1)] for z in zones]
+        rows += [[Paragraph(escape(z.name), SMALL), _area(z.area_m2, unit),
+                  _num(z.thermal.mean_c, 1), _num(z.thermal.max_c, 1)] for z in zones]
         story += [Paragraph("Zones — thermal", H2), _table(rows, [60 * mm, 25 * mm, 25 * mm, 25 * mm], long=True)]
     return story
 
@@ -359,77 +362,92 @@ def _zone_legend(colours: Sequence[tuple[int, int, int]], width: float) -> Drawi
     drawing = Drawing(width, 16)
     x = 0.0
     for number, rgb in enumerate(colours, start=1):
-        drawing.add(Rect(x, 3, 12, 10, fillColor=colors.Color(*(v / 255 for v in rgb)),
-                         strokeColor=colors.black, strokeWidth=0.4))
-        label = f"class {number}" + (" (lowest vigour)" if number == 1 else
-                                     " (highest vigour)" if number == len(colours) > 1 else "")
+        drawing.add(Rect(x, 3, 12, 10, fillColor=_rgb(rgb), strokeColor=colors.black,
+                         strokeWidth=0.4))
+        label = f"class {number}"
+        if number == 1:
+            label += " (lowest vigour)"
+        elif number == len(colours):
+            label += " (highest vigour)"
         drawing.add(String(x + 15, 5, label, fontName="Helvetica", fontSize=8))
         x += 15 + stringWidth(label, "Helvetica", 8) + 12
-    drawing.add(String(width, 5, "white: no data", fontName="Helvetica", fontSize=8, textAnchor="end"))
+    drawing.add(String(width, 5, "white: no data", fontName="Helvetica", fontSize=8,
+                       textAnchor="end"))
     return drawing
 
 
+def _rgb(rgb: Sequence[int]) -> colors.Color:
+    return colors.Color(*(v / 255 for v in rgb))
+
+
+def _zone_map(summary: Summary, context: ReportContext) -> list[Flowable]:
+    path = context.maps.get("management_zones")
+    if path is None:
+        return []
+    pixel_w, pixel_h = ImageReader(str(path)).getSize()
+    ratio = min(FRAME_W / pixel_w, MAP_MAX_H / pixel_h)
+    grid = summary.grid
+    ground_w = grid.width * grid.pixel_size[0] if _metric(grid.crs) else None
+    return [KeepTogether([
+        _Framed(str(path), width=pixel_w * ratio, height=pixel_h * ratio, hAlign="LEFT"),
+        Spacer(1, 2 * mm),
+        charts.scale_bar(width=FRAME_W, map_width_pt=pixel_w * ratio, ground_width_m=ground_w),
+        _zone_legend(context.zone_colours, FRAME_W)])]
+
+
 def _management_zones_section(summary: Summary, context: ReportContext) -> list[Flowable]:
+    """The zone map and legend, a table per class and per field (areas in the report's unit,
+    total product = rate × area in the rate's own area unit), and canopy cover per field."""
     mz = summary.management_zones
     unit = context.area_unit
-    story: list[Flowable] = [PageBreak(), Paragraph(MZ_TITLE, H1)]
-    path = context.maps.get("management_zones")
-    if path is not None:
-        pixel_w, pixel_h = ImageReader(str(path)).getSize()
-        ratio = min(FRAME_W / pixel_w, MAP_MAX_H / pixel_h)
-        grid = summary.grid
-        ground_w = grid.width * grid.pixel_size[0] if _metric(grid.crs) else None
-        story.append(KeepTogether([
-            _Framed(str(path), width=pixel_w * ratio, height=pixel_h * ratio, hAlign="LEFT"),
-            Spacer(1, 2 * mm),
-            charts.scale_bar(width=FRAME_W, map_width_pt=pixel_w * ratio, ground_width_m=ground_w),
-            _zone_legend(context.zone_colours, FRAME_W)]))
+    story: list[Flowable] = [PageBreak(), Paragraph(MZ_TITLE, H1), *_zone_map(summary, context)]
     rate_unit = mz.unit or ""
-    per = "acre" if rate_unit.lower().endswith("/ac") else "ha"
-    amount = rate_unit.split("/")[0] if rate_unit else ""
-    product = f"{escape(mz.product)} in {escape(rate_unit)}" if mz.product else "no prescription in the manifest"
+    per_m2 = ACRE_M2 if rate_unit.lower().endswith("/ac") else 1e4  # the rate's area unit
+    amount = escape(rate_unit.split("/")[0])
+    product = (f"{escape(mz.product)} in {escape(rate_unit)}" if mz.product
+               else "no prescription in the manifest")
     story.append(Paragraph(f"Classes ({escape(mz.method)}); product: {product}.", SMALL))
 
     def total(rate: float | None, area_m2: float) -> str:
-        if rate is None:
-            return "–"
-        return f"{rate * area_m2 / (ACRE_M2 if per == 'acre' else 1e4):,.1f} {escape(amount)}"
+        return "–" if rate is None else f"{rate * area_m2 / per_m2:,.1f} {amount}"
 
     valid = sum(c.area_m2 for c in mz.classes)
-    rows = [["", "class", f"area ({unit})", "% of valid", "mean NDVI", f"rate ({escape(rate_unit) or '–'})",
-             "total product"]]
+    rows = [["", "class", f"area ({unit})", "% of valid", "mean NDVI",
+             f"rate ({escape(rate_unit) or '–'})", "total product"]]
     swatches = []
     for row, c in enumerate(mz.classes, start=1):
-        rows.append(["", str(c.zone_class), _area(c.area_m2, unit), _pct(c.area_m2 / valid if valid else None),
+        share = c.area_m2 / valid if valid else None
+        rows.append(["", str(c.zone_class), _area(c.area_m2, unit), _pct(share),
                      _num(c.ndvi_mean), _num(c.rate, 2), total(c.rate, c.area_m2)])
         if c.zone_class <= len(context.zone_colours):
-            rgb = context.zone_colours[c.zone_class - 1]
-            swatches.append(("BACKGROUND", (0, row), (0, row), colors.Color(*(v / 255 for v in rgb))))
-    rates = [c.rate for c in mz.classes]
-    if all(r is not None for r in rates):
+            colour = _rgb(context.zone_colours[c.zone_class - 1])
+            swatches.append(("BACKGROUND", (0, row), (0, row), colour))
+    if all(c.rate is not None for c in mz.classes):
+        everything = sum(c.rate * c.area_m2 for c in mz.classes) / per_m2
         rows.append(["", "all", _area(valid, unit), _pct(1.0 if valid else None), "", "",
-                     f"{sum(c.rate * c.area_m2 for c in mz.classes) / (ACRE_M2 if per == 'acre' else 1e4):,.1f} "
-                     f"{escape(amount)}"])
-    story += [Paragraph("Per class", H2),
-              _table(rows, [5 * mm, 14 * mm, 26 * mm, 22 * mm, 22 * mm, 30 * mm, 36 * mm], extra=swatches)]
+                     f"{everything:,.1f} {amount}"])
+    widths = [5 * mm, 14 * mm, 26 * mm, 22 * mm, 22 * mm, 30 * mm, 36 * mm]
+    story += [Paragraph("Per class", H2), _table(rows, widths, extra=swatches)]
     if context.zone_parts:
         rows = [["field", "class", f"area ({unit})", "mean NDVI", "rate", "total product"]]
-        for part in sorted(context.zone_parts, key=lambda p: (p.field is None, p.field or "", p.zone_class)):
-            rows.append([Paragraph(escape(part.field or "outside every field"), SMALL), str(part.zone_class),
-                         _area(part.area_m2, unit), _num(part.ndvi_mean), _num(part.rate, 2),
-                         total(part.rate, part.area_m2)])
-        story += [Paragraph("Per field", H2),
-                  _table(rows, [58 * mm, 14 * mm, 26 * mm, 22 * mm, 22 * mm, 32 * mm], long=True)]
+        order = sorted(context.zone_parts,
+                       key=lambda p: (p.field is None, p.field or "", p.zone_class))
+        for part in order:
+            rows.append([Paragraph(escape(part.field or "outside every field"), SMALL),
+                         str(part.zone_class), _area(part.area_m2, unit), _num(part.ndvi_mean),
+                         _num(part.rate, 2), total(part.rate, part.area_m2)])
+        widths = [58 * mm, 14 * mm, 26 * mm, 22 * mm, 22 * mm, 32 * mm]
+        story += [Paragraph("Per field", H2), _table(rows, widths, long=True)]
     covered = [z for z in summary.zones if z.canopy_cover is not None or z.area_m2 == 0]
     if covered:
         rows = [["field", f"area ({unit})", "canopy cover"]]
-        rows += [[Paragraph(escape(z.name), SMALL), _area(z.area_m2, unit), _pct(z.canopy_cover)] for z in covered]
+        rows += [[Paragraph(escape(z.name), SMALL), _area(z.area_m2, unit), _pct(z.canopy_cover)]
+                 for z in covered]
         story += [Paragraph("Canopy cover per field", H2),
                   _table(rows, [70 * mm, 30 * mm, 30 * mm], long=True),
-                  Paragraph("Canopy cover: share of the field's valid pixels whose NDVI is at or above the "
-                            "server's canopy threshold (IMAGERY_CANOPY_NDVI).", SMALL)]
-    for note in context.zone_notes:
-        story.append(Paragraph(escape(note), SMALL))
+                  Paragraph("Canopy cover: share of the field's valid pixels whose NDVI is at or "
+                            "above the server's canopy threshold (IMAGERY_CANOPY_NDVI).", SMALL)]
+    story += [Paragraph(escape(note), SMALL) for note in context.zone_notes]
     return story
 
 

@@ -170,7 +170,8 @@ class ZoneSummary(_Model):
 
 class ManagementZoneClass(_Model):
     model_config = ConfigDict(
-        extra="forbid", frozen=True, allow_inf_nan=False, json_schema_serialization_defaults_required=True,
+        extra="forbid", frozen=True, allow_inf_nan=False,
+        json_schema_serialization_defaults_required=True,
         populate_by_name=True, serialize_by_alias=True,
     )
 

@@ -153,7 +153,8 @@ def prescription_zip(zonation: Zonation, *, task: str, product: str, unit: str,
     wgs = to_wgs84([p.geometry for p in zonation.parts], zonation.grid.crs)
     zones = []
     for c in range(1, zonation.classes + 1):
-        polygons = [(part.field, geometry) for part, geometry in zip(zonation.parts, wgs, strict=True)
+        polygons = [(part.field, geometry)
+                    for part, geometry in zip(zonation.parts, wgs, strict=True)
                     if part.zone_class == c]
         zones.append(isoxml.TreatmentZone(code=c, rate=rates[c], polygons=polygons))
     xml = isoxml.taskdata_xml(task=task, product=product, unit=unit, zones=zones,

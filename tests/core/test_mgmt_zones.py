@@ -156,7 +156,8 @@ def test_zonate__canopy_cover_counts_pixel_centres_inside_the_field(tmp_path: Pa
 def zoned(tmp_path: Path):
     values = _plateaus(noise=0.08, seed=3)
     path = _write(tmp_path / "ndvi.tif", values, pixel=0.25)
-    fields = [("North", box(X0, Y0 - 30, X0 + 75, Y0)), ("South", box(X0, Y0 - 55, X0 + 60, Y0 - 30))]
+    fields = [("North", box(X0, Y0 - 30, X0 + 75, Y0)),
+              ("South", box(X0, Y0 - 55, X0 + 60, Y0 - 30))]
     return zonate(index_path=path, index="ndvi", classes=3, min_ha=0.01, canopy_ndvi=0.5,
                   fields=fields, workdir=tmp_path / "w")
 
@@ -174,7 +175,8 @@ def _shapefile(data: bytes) -> shapefile.Reader:
 def test_zone_files__shapefile_reads_back_in_the_grid_crs(zoned) -> None:
     reader = _shapefile(zone_outputs.shapefile_zip(zoned, rates={1: 120.0, 2: 90.0, 3: 60.0}))
     assert [f.name for f in reader.fields[1:]] == ["class", "field", "area_ha", "ndvi_mean", "rate"]
-    rows = [(r.as_dict(), shape(s.__geo_interface__)) for r, s in zip(reader.records(), reader.shapes())]
+    rows = [(r.as_dict(), shape(s.__geo_interface__))
+            for r, s in zip(reader.records(), reader.shapes())]
     assert len(rows) == len(zoned.parts)
     for (record, geometry), part in zip(rows, zoned.parts):
         assert record["class"] == part.zone_class
@@ -197,7 +199,8 @@ def test_zone_files__geojson_reads_back_in_wgs84_with_null_rates(zoned) -> None:
         assert props["field"] == part.field
         geometry = shape(feature["geometry"])
         assert geometry.is_valid and -180 < geometry.centroid.x < 180
-        back = shapely.transform(geometry, lambda c: np.column_stack(to_utm.transform(c[:, 0], c[:, 1])))
+        back = shapely.transform(
+            geometry, lambda c: np.column_stack(to_utm.transform(c[:, 0], c[:, 1])))
         assert back.area == pytest.approx(part.geometry.area, rel=1e-3)
 
 
@@ -340,7 +343,7 @@ def _parts(classes: np.ndarray, fields: np.ndarray) -> list[tuple[np.ndarray, in
 
 @settings(max_examples=60, deadline=None)
 @given(st.integers(0, 2**32 - 1), st.integers(2, 12))
-def test_merge_small_parts__leaves_no_small_part_that_has_a_neighbour_in_its_field(seed, min_weight):
+def test_merge_small_parts__no_small_part_keeps_a_neighbour_in_its_field(seed, min_weight):
     rng = np.random.default_rng(seed)
     classes = rng.integers(1, 4, (14, 14)).astype(np.uint8)
     classes = np.kron(classes[:7, :7], np.ones((2, 2), np.uint8))  # parts of 4+ pixels

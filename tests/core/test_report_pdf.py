@@ -141,8 +141,10 @@ def test_render_report__management_zone_page_in_acres_with_totals(rendered, tmp_
     classes.paste((215, 48, 39, 255), (0, 0, 40, 90))
     classes.paste((26, 152, 80, 255), (40, 0, 120, 90))
     classes.save(tmp_path / "mz.png")
-    parts = [{"zone_class": 1, "field": "Field 01", "area_m2": 40.0, "ndvi_mean": 0.2, "rate": 140.0},
-             {"zone_class": 3, "field": None, "area_m2": 4046.8564224, "ndvi_mean": 0.8, "rate": 80.0}]
+    parts = [{"zone_class": 1, "field": "Field 01", "area_m2": 40.0, "ndvi_mean": 0.2,
+              "rate": 140.0},
+             {"zone_class": 3, "field": None, "area_m2": 4046.8564224, "ndvi_mean": 0.8,
+              "rate": 80.0}]
     acres = context.model_copy(update={
         "area_unit": "acre", "maps": {**context.maps, "management_zones": tmp_path / "mz.png"},
         "zone_parts": [dict(p) for p in parts],

@@ -26,8 +26,8 @@ SCHEMA_FILE = ROOT / "schemas" / "summary.schema.json"
 NDVI_CLASSES = [("bare", -1.0, 0.2), ("stressed", 0.2, 0.4), ("moderate", 0.4, 0.6), ("healthy", 0.6, 1.0)]
 
 
-def make_summary(*, n_zones: int = 3, thermal: bool = True, batch_id: str = "farm7-north-2026-06-14",
-                 zoning: bool = True) -> Summary:
+def make_summary(*, n_zones: int = 3, thermal: bool = True,
+                 batch_id: str = "farm7-north-2026-06-14", zoning: bool = True) -> Summary:
     """A plausible summary of a 400 x 300 px, 0.05 m grid (20 m × 15 m = 300 m²) with NDVI, NDRE and thermal."""
     area = 400 * 300 * 0.05 * 0.05
     fractions = [0.1, 0.2, 0.3, 0.4]
@@ -60,7 +60,8 @@ def make_summary(*, n_zones: int = 3, thermal: bool = True, batch_id: str = "far
     ]
     management_zones = {
         "classes": [{"class": c, "area_m2": area * 0.95 * f, "ndvi_mean": m, "rate": r}
-                    for c, f, m, r in ((1, 0.3, 0.21, 140.0), (2, 0.45, 0.52, 110.0), (3, 0.25, 0.8, 80.0))],
+                    for c, f, m, r in ((1, 0.3, 0.21, 140.0), (2, 0.45, 0.52, 110.0),
+                                       (3, 0.25, 0.8, 80.0))],
         "method": "Fisher-Jenks natural breaks on NDVI", "product": "Urea 46", "unit": "kg/ha",
     }
     therm = {

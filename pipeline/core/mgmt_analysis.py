@@ -99,6 +99,12 @@ def analyse_management_zones(
         f"{min_ha:g} ha merged, {len(z.parts)} feature(s), {z.vertices} vertices "
         f"(tolerance {z.tolerance:g})")
     rates = prescription.class_rates() if prescription else None
+    canopy = z.canopy_cover
+    notes = list(z.notes)
+    if index != "ndvi":  # the canopy threshold is an NDVI value; VARI has another scale
+        canopy = {name: None for name in canopy}
+        if canopy:
+            notes.append(f"no canopy cover: it is defined on NDVI, and this batch has {index} only")
     files = [OutputFile(CLASSES_TIF, zone_outputs.write_class_cog(z, workdir / CLASSES_TIF),
                         entry(CLASSES_TIF).kind.value)]
     z.stage.unlink(missing_ok=True)
@@ -115,9 +121,9 @@ def analyse_management_zones(
         log(f"{name}: {len(data) / 1e3:.1f} kB")
     return ManagementZonesAnalysis(
         index=index, classes=classes, method=z.method, class_stats=z.class_stats, parts=z.parts,
-        canopy_cover=z.canopy_cover, valid_area_m2=z.valid_area_m2,
+        canopy_cover=canopy, valid_area_m2=z.valid_area_m2,
         product=prescription.product if prescription else None,
         unit=prescription.unit if prescription else None, rates=rates,
         colours=zone_outputs.class_colours(classes), files=files, vertices=z.vertices,
         merged_parts=z.merged_parts, factor=z.factor, seconds=time.monotonic() - started,
-        notes=z.notes)
+        notes=notes)

@@ -365,3 +365,19 @@ def ndimage_dilation(mask: np.ndarray) -> np.ndarray:
     from scipy import ndimage
 
     return ndimage.binary_dilation(mask, structure=ndimage.generate_binary_structure(2, 1))
+
+
+def test_analyse_management_zones__no_canopy_cover_without_ndvi(tmp_path: Path) -> None:
+    from pipeline.core.mgmt_analysis import analyse_management_zones
+
+    path = _write(tmp_path / "vari.tif", _plateaus() - 0.4)  # VARI-like values
+    fields = json.dumps({"type": "FeatureCollection", "crs": {"type": "name", "properties": {
+        "name": "EPSG:32633"}}, "features": [{"type": "Feature", "properties": {"name": "F"},
+                                              "geometry": shapely.geometry.mapping(
+                                                  box(X0, Y0 - 100, X0 + 100, Y0))}]}).encode()
+    common = dict(index_path=path, classes=3, min_ha=0.05, canopy_ndvi=0.1, task="b",
+                  software_version="1", zones_geojson=fields)
+    vari = analyse_management_zones(index="vari", workdir=tmp_path / "v", **common)
+    assert vari.canopy_cover == {"F": None} and "defined on NDVI" in vari.notes[-1]
+    ndvi = analyse_management_zones(index="ndvi", workdir=tmp_path / "n", **common)
+    assert ndvi.canopy_cover["F"] is not None

@@ -145,6 +145,7 @@ def build_context(
                     for p in (zoning.parts if zoning else [])],
         zone_colours=list(zoning.colours) if zoning else [],
         zone_notes=list(zoning.notes) if zoning else [],
+        zone_index=zoning.index if zoning else "ndvi",
         thermal_scale=Scale(ramp=THERMAL_SCALE.ramp, vmin=THERMAL_SCALE.vmin,
                             vmax=THERMAL_SCALE.vmax) if thermal is not None else None,
         index_info={name: IndexInfo(long_name=registry[name].long_name,

@@ -412,7 +412,8 @@ def _management_zones_section(summary: Summary, context: ReportContext) -> list[
         return "–" if rate is None else f"{rate * area_m2 / per_m2:,.1f} {amount}"
 
     valid = sum(c.area_m2 for c in mz.classes)
-    rows = [["", "class", f"area ({unit})", "% of valid", "mean NDVI",
+    index = escape(context.zone_index.upper())
+    rows = [["", "class", f"area ({unit})", "% of valid", f"mean {index}",
              f"rate ({escape(rate_unit) or '–'})", "total product"]]
     swatches = []
     for row, c in enumerate(mz.classes, start=1):
@@ -429,7 +430,7 @@ def _management_zones_section(summary: Summary, context: ReportContext) -> list[
     widths = [5 * mm, 14 * mm, 26 * mm, 22 * mm, 22 * mm, 30 * mm, 36 * mm]
     story += [Paragraph("Per class", H2), _table(rows, widths, extra=swatches)]
     if context.zone_parts:
-        rows = [["field", "class", f"area ({unit})", "mean NDVI", "rate", "total product"]]
+        rows = [["field", "class", f"area ({unit})", f"mean {index}", "rate", "total product"]]
         order = sorted(context.zone_parts,
                        key=lambda p: (p.field is None, p.field or "", p.zone_class))
         for part in order:

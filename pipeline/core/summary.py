@@ -301,6 +301,7 @@ class ReportContext(_Model):
     zone_parts: list[ZonePartRow] = Field(default_factory=list)
     zone_colours: list[tuple[int, int, int]] = Field(default_factory=list)
     zone_notes: list[str] = Field(default_factory=list)
+    zone_index: str = "ndvi"  # the index the zones were made from (vari without NIR)
 
 
 # ---- distribution.json ------------------------------------------------------------------------

@@ -154,6 +154,7 @@ def test_render_report__management_zone_page_in_acres_with_totals(rendered, tmp_
     page = text[text.index("Management zones and prescription", text.index("Sections") + 200):]
     assert "area (acre)" in page and "area (ha)" not in page
     assert "Urea 46 in kg/ha" in page and "class 1 (lowest vigour)" in page
+    assert "mean NDVI" in page  # the zoning index (VARI for an RGB-only batch)
     # class 1: 140 kg/ha over 0.95 × 0.3 × 300 m² = 85.5 m² → 1.2 kg; 85.5 m² = 0.0211 acre
     assert "1.2 kg" in page and "0.0211" in page
     # the field outside every field: one acre at 80 kg/ha = 32.4 kg

@@ -27,12 +27,14 @@ from rasterio.enums import Resampling
 from shapely.geometry.base import BaseGeometry
 
 from pipeline.core import isoxml
-from pipeline.core.cog import translate_to_cog
+from pipeline.core.cog import COG_PROFILES, translate_to_cog
 from pipeline.core.mgmt_zones import ZonePart, Zonation
 
 RAMP = "RdYlGn"  # red = low vigour, as on the NDVI heatmap
 GEOJSON_DECIMALS = 7
-COG_PROFILE = "rgba"  # the uint8 profile: NEAREST overviews keep every pixel a class colour
+# The uint8 profile with NEAREST overviews (every overview pixel stays a class colour): the
+# engine's §3.1 "palette" profile; until it lands on main, the older uint8 "rgba" one.
+COG_PROFILE = "palette" if "palette" in COG_PROFILES else "rgba"
 
 
 def class_colours(classes: int) -> list[tuple[int, int, int]]:

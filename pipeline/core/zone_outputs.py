@@ -27,14 +27,14 @@ from rasterio.enums import Resampling
 from shapely.geometry.base import BaseGeometry
 
 from pipeline.core import isoxml
-from pipeline.core.cog import COG_PROFILES, translate_to_cog
+from pipeline.core.cog import translate_to_cog
 from pipeline.core.mgmt_zones import ZonePart, Zonation
 
 RAMP = "RdYlGn"  # red = low vigour, as on the NDVI heatmap
 GEOJSON_DECIMALS = 7
-# The uint8 profile with NEAREST overviews (every overview pixel stays a class colour): the
-# engine's §3.1 "palette" profile; until it lands on main, the older uint8 "rgba" one.
-COG_PROFILE = "palette" if "palette" in COG_PROFILES else "rgba"
+# §3.1's paletted profile: one uint8 band, nodata 0, NEAREST overviews (every overview pixel
+# stays a class colour); the colour table travels with the stage.
+COG_PROFILE = "palette"
 
 
 def class_colours(classes: int) -> list[tuple[int, int, int]]:

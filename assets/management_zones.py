@@ -3,13 +3,12 @@
 
 import dagster as dg
 
-from assets.analysis import _zones
+from assets.analysis import _workdir, _zones
 from assets.failures import decided_by_error_kind
 from pipeline.core.mgmt_analysis import ZONING_INDICES, analyse_management_zones
 from pipeline.core.outputs import object_name
 from pipeline.core.validation import ValidatedBatch
 from pipeline.partitions import imagery_batches
-from resources.dask import DaskResource
 from resources.io_managers import PublishedFiles, PublishedObjects
 from resources.object_store import ObjectStoreResource
 from resources.zoning import ZoningResource
@@ -42,7 +41,6 @@ def management_zones(
     imagery_batch: ValidatedBatch,
     index_rasters: PublishedObjects,
     object_store: ObjectStoreResource,
-    dask_resource: DaskResource,
     zoning: ZoningResource,
 ):
     batch = imagery_batch
@@ -57,7 +55,7 @@ def management_zones(
     with decided_by_error_kind(context, batch.batch_id):
         zones = _zones(batch, object_store)
         source = index_rasters.objects[object_name("{index}.tif", index)]
-        with dask_resource.scratch(batch.batch_id) as workdir:
+        with _workdir(batch.batch_id) as workdir:
             result = analyse_management_zones(
                 index_path=source.gdal_path, index=index,
                 gdal_options=index_rasters.gdal_options, classes=zoning.classes,

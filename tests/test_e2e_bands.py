@@ -102,7 +102,8 @@ def test_landsat_one_file_per_band_with_other_bands_and_a_custom_index(monkeypat
                                                                         prefix=f"{batch_id}/")}
         expected = ["ndvi", "gndvi", "savi", "evi", "vari", "ndmi", "ndwi", "nbr"]  # no red_edge
         assert heatmaps == {f"{n}{s}" for n in expected
-                            for s in (".tif", "_heatmap.tif", "_heatmap.png")}
+                            for s in (".tif", "_heatmap.tif", "_heatmap.png")} | {
+            f"management_zones.{e}" for e in ("tif", "geojson", "shp.zip")}
         summary = json.loads(store.get_bytes(res.report_bucket, f"{batch_id}/summary.json"))
         assert list(summary["indices"]) == expected
         nir, red, green, swir1, swir2 = (LANDSAT[b][1] * 1e-4

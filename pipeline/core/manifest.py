@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import (
@@ -170,6 +170,7 @@ class Manifest(BaseModel):
     images: tuple[ImageEntry, ...] = Field(min_length=1)
     reflectance_scale: float = Field(default=1.0, gt=0)
     zones: str | None = None
+    site_id: str | None = None
     auto_report: bool = True
     prescription: Prescription | None = None
 
@@ -184,6 +185,38 @@ class Manifest(BaseModel):
         if problem:
             raise ValueError(problem)
         return v
+
+    @field_validator("site_id")
+    @classmethod
+    def _site_id(cls, v: str | None) -> str | None:
+        problem = None if v is None else batch_id_problem(v)
+        if problem:
+            raise ValueError(problem.replace("batch id", "site id"))
+        return v
+
+    @model_validator(mode="after")
+    def _site_needs_time(self) -> Manifest:
+        if self.site_id is not None and self.captured_at is None:
+            raise ValueError(
+                f"site_id {self.site_id!r} is given without captured_at; a site's batches are "
+                "ordered by capture time, so add `captured_at` (ISO 8601, e.g. "
+                "\"2026-06-14T10:32:00Z\") or drop `site_id`")
+        return self
+
+    @property
+    def reflectance_scale_explicit(self) -> bool:
+        """True when the manifest states `reflectance_scale` (reflectance), False for the default
+        (digital numbers of unknown calibration): DESIGN.md §3.3 compares only the former."""
+        return "reflectance_scale" in self.model_fields_set
+
+    @property
+    def captured_at_utc(self) -> datetime | None:
+        """`captured_at` as an aware UTC time (a time without offset is taken as UTC)."""
+        if self.captured_at is None:
+            return None
+        if self.captured_at.tzinfo is None:
+            return self.captured_at.replace(tzinfo=UTC)
+        return self.captured_at.astimezone(UTC)
 
     @model_validator(mode="after")
     def _unique_paths(self) -> Manifest:

@@ -178,3 +178,26 @@ def test_parse_manifest__prescription_refused_naming_the_field(prescription, rea
     with pytest.raises(ManifestError, match="b/manifest.json") as info:
         parse({**DESIGN_EXAMPLE, "prescription": prescription})
     assert reason in str(info.value)
+
+
+def test_manifest__site_id_requires_captured_at():
+    raw = {"schema_version": 1, "batch_id": "b1", "images": [{"path": "a.tif"}],
+           "site_id": "farm7-north"}
+    with pytest.raises(ManifestError, match="captured_at"):
+        parse_manifest(json.dumps(raw).encode(), name="manifest.json", batch_id="b1")
+    raw["captured_at"] = "2026-06-14T12:32:00+02:00"
+    m = parse_manifest(json.dumps(raw).encode(), name="manifest.json", batch_id="b1")
+    assert m.site_id == "farm7-north"
+    assert m.captured_at_utc.isoformat() == "2026-06-14T10:32:00+00:00"
+    assert not m.reflectance_scale_explicit
+    raw["reflectance_scale"] = 1.0
+    m = parse_manifest(json.dumps(raw).encode(), name="manifest.json", batch_id="b1")
+    assert m.reflectance_scale_explicit
+
+
+@pytest.mark.parametrize("site_id", ["../x", "a..b", "-x", "x" * 101, ""])
+def test_manifest__bad_site_id_refused(site_id):
+    raw = {"schema_version": 1, "batch_id": "b1", "images": [{"path": "a.tif"}],
+           "site_id": site_id, "captured_at": "2026-06-14T10:32:00Z"}
+    with pytest.raises(ManifestError, match="site_id"):
+        parse_manifest(json.dumps(raw).encode(), name="manifest.json", batch_id="b1")

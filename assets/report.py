@@ -16,6 +16,7 @@ from pipeline.core.outputs import Kind, batch_key, entry, lookup, object_name, p
 from pipeline.core.registry import BUILTIN_REGISTRY, Registry
 from pipeline.core.report_build import build_context, build_summary, print_map
 from pipeline.core.report_pdf import render_report
+from pipeline.core.sites import SiteChange
 from pipeline.core.summary import Link, Summary
 from pipeline.core.validation import ValidatedBatch
 from pipeline.core.zone_outputs import class_map_png
@@ -26,7 +27,7 @@ from resources.notifier import NotifierResource
 from resources.object_store import ObjectStoreResource
 from resources.zoning import ZoningResource
 
-REPORT_CODE_VERSION = "1"
+REPORT_CODE_VERSION = "2"  # 2: summary.json schema_version 2 (site, change)
 _OWNERS = ["team:imagery"]
 
 
@@ -58,7 +59,7 @@ def _artifacts(store, bucket: str, batch_id: str) -> dict[str, str]:
     code_version=REPORT_CODE_VERSION,
     io_manager_key="report_io_manager",
     deps=["index_heatmaps", "thermal_heatmap", "index_rasters", "thermal_raster",
-          "management_zones"],
+          "management_zones", "change_rasters", "change_heatmaps"],
     output_required=False,
     description="reports/<batch_id>/summary.json (DESIGN.md §3) and report.pdf, two renderings of "
     "one report model. Skipped when the manifest says auto_report: false.",
@@ -69,6 +70,7 @@ def batch_report(
     index_statistics: IndexAnalysis | None,
     thermal_statistics: ThermalAnalysis | None,
     management_zone_statistics: ManagementZonesAnalysis | None,
+    change_statistics: SiteChange | None,
     object_store: ObjectStoreResource,
     index_registry: IndexRegistryResource,
     zoning: ZoningResource,
@@ -83,11 +85,14 @@ def batch_report(
     store = object_store.store()
     heatmaps = object_store.heatmap_bucket
     names = set(index_statistics.indices) if index_statistics else set()
+    changed = (set(change_statistics.analysis.indices)
+               if change_statistics and change_statistics.analysis else set())
     artifacts = _artifacts(store, heatmaps, batch.batch_id)
     generated_at = datetime.now(UTC).replace(microsecond=0)
     summary = build_summary(batch=batch, indices=index_statistics, thermal=thermal_statistics,
                             artifacts=artifacts, generated_at=generated_at,
-                            code_version=code_version(registry), registry=registry, zoning=mz)
+                            code_version=code_version(registry), registry=registry, zoning=mz,
+                            site_change=change_statistics)
     with tempfile.TemporaryDirectory(prefix="report-") as tmp:
         workdir = Path(tmp)
         maps = {}

@@ -14,6 +14,7 @@ from assets.checks import CHECKS
 from assets.management_zones import management_zones
 from assets.report import batch_report, report_distribution
 from pipeline.core.registry import Registry, build_registry
+from assets.sites import site_change, site_history
 from pipeline.jobs import PER_BATCH_BACKFILL, process_imagery_batch
 from pipeline.schedules import build_reprocess_schedule
 from pipeline.sensors import build_upload_sensor
@@ -59,7 +60,7 @@ def defs() -> dg.Definitions:
     return dg.Definitions(
         assets=[a.with_attributes(backfill_policy=PER_BATCH_BACKFILL) for a in (
             imagery_batch, for_registry(vegetation_indices, registry), thermal_maps,
-            management_zones, batch_report, report_distribution)],
+            management_zones, site_change, batch_report, report_distribution, site_history)],
         asset_checks=CHECKS,
         jobs=[process_imagery_batch],
         sensors=[build_upload_sensor(minimum_interval_seconds=settings.sensor_interval_s)],

@@ -8,7 +8,9 @@ not queued or running and:
 2. **missing**: an asset the job always produces has never been materialized for it (a run that
    was cancelled, or a partition added while the daemon was down);
 3. **stale**: an asset's current `code_version` differs from the code version recorded on the
-   partition's latest materialization of it (e.g. an index formula changed).
+   partition's latest materialization of it (e.g. an index formula changed), or the batch's
+   change compares with the wrong flight of its site (a late older batch arrived, or its previous
+   batch was processed again with different results; `pipeline.core.sites.stale_records`).
 
 A batch whose latest run failed for good (input refused with a deliberate `dg.Failure`, or outputs
 failing a blocking check, such as temperatures from a wrong `thermal_unit`) is not retried: the
@@ -41,6 +43,7 @@ class BatchFacts:
     in_progress: bool = False  # latest run queued, starting, running or cancelling
     failed: bool = False  # latest run failed
     bad_input: bool = False  # ... and it failed because the input was refused
+    site_stale: str | None = None  # why its change compares with the wrong flight, if it does
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,8 @@ def _why(facts: BatchFacts, *, code_versions: Mapping[str, str],
         if asset in facts.materialized and facts.materialized[asset] != version)
     if changed:
         return STALE, f"code version changed: {'; '.join(changed)}"
+    if facts.site_stale:
+        return STALE, f"site series changed: {facts.site_stale}"
     return None
 
 
@@ -106,6 +111,8 @@ def select_reprocessing(*, batches: Sequence[BatchFacts], code_versions: Mapping
             continue
         reason, detail = why
         token = fingerprint if reason == STALE else (facts.latest_run_id or "never-run")
+        if reason == STALE and facts.site_stale:
+            token = f"{fingerprint}-{code_fingerprint({'site': facts.site_stale})}"
         request = ReprocessRequest(batch_id=facts.batch_id, reason=reason, detail=detail,
                                    run_key=f"reprocess:{facts.batch_id}:{reason}:{token}")
         due.append((_PRIORITY[reason], facts.order, request))

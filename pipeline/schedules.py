@@ -95,8 +95,23 @@ def _assets(repository_def) -> tuple[dict[str, str], frozenset[str]]:
     return versions, frozenset(expected)
 
 
-def gather_batch_facts(instance: dg.DagsterInstance, *,
-                       asset_keys: Iterable[str]) -> list[BatchFacts]:
+def site_stale_batches(log=None) -> dict[str, str]:
+    """batch_id -> why its change compares with the wrong flight, from the sites' records in the
+    report bucket (DESIGN.md §3.3). An unreachable store is logged and skips this tick's check."""
+    from pipeline.core.sites import read_stale
+    from resources.object_store import ObjectStoreResource
+
+    try:
+        resource = ObjectStoreResource.from_env()
+        return read_stale(resource.store(), resource.report_bucket)
+    except Exception as exc:  # the other reasons (failed, missing, code) must still be served
+        if log is not None:
+            log.warning(f"site records unreadable this tick, stale sites not checked: {exc}")
+        return {}
+
+
+def gather_batch_facts(instance: dg.DagsterInstance, *, asset_keys: Iterable[str],
+                       site_stale: dict[str, str] | None = None) -> list[BatchFacts]:
     """What the instance knows about every batch: latest run, latest materializations."""
     partitions = list(instance.get_dynamic_partitions(imagery_batches.name))
     known = set(partitions)
@@ -115,7 +130,8 @@ def gather_batch_facts(instance: dg.DagsterInstance, *,
             batch_id=partition, order=order, materialized=materialized[partition],
             latest_run_id=run.run_id if run else None,
             in_progress=run is not None and run.status in IN_PROGRESS, failed=failed,
-            bad_input=failed and _refused_as_bad_input(instance, run.run_id)))
+            bad_input=failed and _refused_as_bad_input(instance, run.run_id),
+            site_stale=(site_stale or {}).get(partition)))
     return facts
 
 
@@ -132,12 +148,14 @@ def build_reprocess_schedule(settings: Settings | None = None) -> dg.ScheduleDef
         execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description=f"Re-runs batches whose latest run failed (not for bad input), that miss an "
-        f"asset, or whose assets' code version changed; at most {max_runs} per tick, failed and "
+        f"asset, whose assets' code version changed, or whose change since the site's previous "
+        f"flight compares with the wrong flight; at most {max_runs} per tick, failed and "
         "missing first, oldest first. Skips batches with a queued or running run.",
     )
     def reprocess_stale_batches(context: dg.ScheduleEvaluationContext):
         versions, expected = _assets(context.repository_def)
-        facts = gather_batch_facts(context.instance, asset_keys=sorted(set(versions) | expected))
+        facts = gather_batch_facts(context.instance, asset_keys=sorted(set(versions) | expected),
+                                   site_stale=site_stale_batches(context.log))
         selection = select_reprocessing(batches=facts, code_versions=versions, expected=expected,
                                         max_runs=max_runs)
         context.log.info(

@@ -46,6 +46,7 @@ from pipeline.core.stats import (
     finalize_thermal,
     finalize_zone,
     zone_area_m2,
+    zone_valid_area_m2,
 )
 from pipeline.core.thermal import calibration, find_hotspots, hotspot_threshold, thermal_bins
 from pipeline.core.zones import load_zones
@@ -73,7 +74,7 @@ class IndexResult:
     name: str
     stats: dict[str, Any]  # DESIGN.md §3 keys (+ classes for ndvi)
     histogram: Histogram
-    zones: dict[str, dict[str, Any]] = field(default_factory=dict)  # zone name -> mean/p10/p50/p90
+    zones: dict[str, dict[str, Any]] = field(default_factory=dict)  # zone -> mean/p10/p50/p90/valid_area_m2
 
 
 @dataclass
@@ -209,7 +210,10 @@ def analyse_indices(
         classes = [(c.name, c.lower, c.upper) for c in index.classes] or None
         stats = finalize(p, grid_pixels=grid.width * grid.height, pixel_area_m2=pixel_area,
                          classes=classes)
-        zone_stats = {z.name: finalize_zone(p, label=i + 1) for i, z in enumerate(zones)}
+        zone_stats = {z.name: {**finalize_zone(p, label=i + 1),
+                               "valid_area_m2": zone_valid_area_m2(p, label=i + 1,
+                                                                   pixel_area_m2=pixel_area)}
+                      for i, z in enumerate(zones)}
         results[index.name] = IndexResult(
             name=index.name, stats=stats, zones=zone_stats,
             histogram=coarse_histogram(p, vmin=index.scale.vmin, vmax=index.scale.vmax))

@@ -97,16 +97,23 @@ def _upsampled_dft(data: np.ndarray, size: int, factor: int, offsets: tuple[floa
     return row_kernel @ data @ col_kernel
 
 
-def phase_shift(*, reference: np.ndarray, moving: np.ndarray, upsample: int = 20) -> tuple[float, float]:
+def phase_shift(*, reference: np.ndarray, moving: np.ndarray, upsample: int = 20,
+                whitening: float = 0.5) -> tuple[float, float]:
     """Sub-pixel (dy, dx) by which `moving` must be shifted to match `reference` (same shape, no
-    NaN). Precision ~1/upsample px on textured images."""
+    NaN). Precision ~1/upsample px on textured images.
+
+    The cross-power spectrum is divided by its magnitude to the power `whitening`: 1 is classic
+    phase correlation, which weighs every frequency alike, so where the fields are smooth the
+    nearly empty high frequencies are ruled by what differs between the flights (a field that
+    changed, noise) and the peak gets lost; 0.5 keeps the peak sharp and robust to such changes.
+    """
     if reference.shape != moving.shape:
         raise ValueError(f"shapes differ: {reference.shape} vs {moving.shape}")
     window = np.outer(np.hanning(reference.shape[0]), np.hanning(reference.shape[1]))
     f_ref = np.fft.fft2((reference - reference.mean()) * window)
     f_mov = np.fft.fft2((moving - moving.mean()) * window)
     cross = f_ref * f_mov.conj()
-    cross /= np.maximum(np.abs(cross), 1e-12)
+    cross /= np.maximum(np.abs(cross), 1e-12) ** whitening
     corr = np.abs(np.fft.ifft2(cross))
     peak = np.array(np.unravel_index(np.argmax(corr), corr.shape), dtype=np.float64)
     shape = np.array(corr.shape)

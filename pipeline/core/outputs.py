@@ -93,7 +93,7 @@ CATALOGUE: tuple[Entry, ...] = (
     Entry("summary.json", Kind.JSON, "report", "batch_report", ("metadata",), "Summary"),
     Entry("distribution.json", Kind.JSON, "report", "report_distribution", ("metadata",),
           "Distribution record"),
-    Entry("item.json", Kind.JSON, "report", "batch_report", ("metadata",), "STAC Item"),
+    Entry("item.json", Kind.JSON, "report", "site_history", ("metadata",), "STAC Item"),
     Entry("history.parquet", Kind.PARQUET, "report", "site_history", ("data",), "Site history",
           scope="site"),
     Entry("collection.json", Kind.JSON, "report", "site_history", ("metadata",),

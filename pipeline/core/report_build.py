@@ -10,8 +10,11 @@ from pipeline.core.analysis import IndexAnalysis, ThermalAnalysis
 from pipeline.core.grid import Grid
 from pipeline.core.mgmt_analysis import ManagementZonesAnalysis
 from pipeline.core.registry import BUILTIN_REGISTRY, THERMAL_SCALE, Registry
+from pipeline.core.sites import SiteChange
 from pipeline.core.summary import (
     ArtifactsEncoding,
+    ChangeSummary,
+    SiteSummary,
     ClassSummary,
     GridInfo,
     Histogram,
@@ -32,6 +35,7 @@ from pipeline.core.summary import (
 )
 from pipeline.core.validation import ValidatedBatch
 
+_CHANGE_KEYS = ("mean", "p10", "p50", "p90", "gain_area_m2", "loss_area_m2")
 _INDEX_KEYS = ("mean", "std", "min", "max", "p10", "p50", "p90", "valid_fraction", "valid_area_m2")
 
 
@@ -51,6 +55,7 @@ def build_summary(
     code_version: str,
     registry: Registry = BUILTIN_REGISTRY,
     zoning: ManagementZonesAnalysis | None = None,
+    site_change: SiteChange | None = None,
 ) -> Summary:
     """summary.json of a batch, field for field DESIGN.md §3; scales from `registry`."""
     grid = indices.grid if indices is not None else thermal.grid
@@ -73,14 +78,26 @@ def build_summary(
     zones = []
     for name in zone_names:
         area = indices.zone_areas_m2[name] if indices else thermal.zone_areas_m2[name]
-        zone_indices = {i: ZoneIndex(**r.zones[name]) for i, r in (indices.indices if indices else {}).items()}
+        zone_indices = {i: ZoneIndex(**{k: r.zones[name][k] for k in ("mean", "p10", "p50", "p90")})
+                        for i, r in (indices.indices if indices else {}).items()}
         zone_thermal = ZoneThermal(**thermal.zones[name]) if thermal and name in thermal.zones else None
         canopy = zoning.canopy_cover.get(name) if zoning is not None else None
+        zone_change = None
+        if site_change is not None and site_change.analysis is not None:
+            zone_change = {i: ChangeSummary(**c)
+                           for i, c in site_change.analysis.zones.get(name, {}).items()}
         zones.append(ZoneSummary(name=name, area_m2=area, indices=zone_indices,
-                                 thermal=zone_thermal, canopy_cover=canopy))
+                                 thermal=zone_thermal, canopy_cover=canopy, change=zone_change))
+    site, change = None, {}
+    if site_change is not None:
+        site = SiteSummary(**site_change.site_fields())
+        if site_change.analysis is not None:
+            change = {i: ChangeSummary(**{k: c[k] for k in _CHANGE_KEYS})
+                      for i, c in site_change.analysis.indices.items()}
     return Summary(batch_id=batch.batch_id, generated_at=generated_at, code_version=code_version,
                    grid=_grid_info(grid), indices=index_summaries, thermal=thermal_summary,
-                   zones=zones, management_zones=management_zones_summary(zoning),
+                   zones=zones, site=site, change=change,
+                   management_zones=management_zones_summary(zoning),
                    artifacts=dict(artifacts),
                    ignored_images=[IgnoredImage(path=i.path, reason=i.reason)
                                    for i in batch.ignored],

@@ -290,6 +290,11 @@ def zone_area_m2(parts: LazyStats, *, label: int, pixel_area_m2: float) -> float
     return float(np.asarray(parts.sums)[label, PIXELS]) * pixel_area_m2
 
 
+def zone_valid_area_m2(parts: LazyStats, *, label: int, pixel_area_m2: float) -> float:
+    """Valid area of zone `label` (its pixels with a value), in m²."""
+    return float(np.asarray(parts.sums)[label, COUNT]) * pixel_area_m2
+
+
 def finalize_thermal(parts: LazyStats, *, label: int = 0) -> dict[str, float | None]:
     """Thermal statistics in °C of the whole frame (label 0) or a zone: mean_c, min_c, max_c,
     p90_c (zones use mean_c and max_c)."""

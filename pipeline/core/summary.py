@@ -1,6 +1,6 @@
 """The report model: summary.json (DESIGN.md §3), the PDF's extra context, and distribution.json.
 
-`Summary` is the contract field for field (`extra="forbid"`, schema_version 1); the JSON Schema in
+`Summary` is the contract field for field (`extra="forbid"`, schema_version 2); the JSON Schema in
 `schemas/summary.schema.json` is generated from it by `scripts/export_schema.py`. Statistics that are
 undefined (an index or zone without a single valid pixel) are `null`, never NaN: NaN is not JSON.
 A NaN handed to a nullable statistic becomes `None`; a NaN or infinity anywhere else is rejected.
@@ -158,6 +158,17 @@ class ZoneThermal(_Model):
     max_c: Stat
 
 
+class ChangeSummary(_Model):
+    """Statistics of a change raster (this batch's index minus the previous batch's), DESIGN.md §3.5."""
+
+    mean: Stat
+    p10: Stat
+    p50: Stat
+    p90: Stat
+    gain_area_m2: NonNeg = Field(description="valid change pixels strictly above +0.1")
+    loss_area_m2: NonNeg = Field(description="valid change pixels strictly below -0.1")
+
+
 class ZoneSummary(_Model):
     name: str
     area_m2: NonNeg
@@ -166,6 +177,9 @@ class ZoneSummary(_Model):
     canopy_cover: Fraction | None = Field(
         default=None, description="share of the zone's valid pixels with NDVI ≥ "
         "IMAGERY_CANOPY_NDVI (pixel centres inside); null without valid pixels or zoning")
+    change: dict[str, ChangeSummary] | None = Field(
+        default=None, description="absent when there is no comparable previous batch; a zone's "
+        "change statistics over its pixels valid in both batches")
 
 
 class ManagementZoneClass(_Model):
@@ -190,6 +204,19 @@ class ManagementZonesSummary(_Model):
     unit: str | None = None
 
 
+class SiteSummary(_Model):
+    """The batch's place in its site's series and whether it is comparable with the previous batch."""
+
+    site_id: BatchId
+    previous_batch_id: BatchId | None = Field(description="null for a site's first batch")
+    previous_captured_at: UtcTime | None
+    comparable: bool
+    reasons: list[str] = Field(description="every failed comparability condition")
+    shift_px: tuple[float, float] | None = Field(
+        description="[dx, dy] in pixels of this batch's grid: how far the previous batch's content "
+        "must move to match this batch's; null when not estimated")
+
+
 class IgnoredImage(_Model):
     """An image of the manifest that was skipped, not refused (DESIGN.md §2: only `other` bands)."""
 
@@ -209,14 +236,14 @@ class ArtifactsEncoding(_Model):
 
 
 class Summary(_Model):
-    """summary.json, schema_version 1 (DESIGN.md §3)."""
+    """summary.json, schema_version 2 (DESIGN.md §3.5)."""
 
     model_config = ConfigDict(
         extra="forbid", frozen=True, allow_inf_nan=False, json_schema_serialization_defaults_required=True,
-        title="summary.json (schema_version 1)",
+        title="summary.json (schema_version 2)",
     )
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     batch_id: BatchId
     generated_at: UtcTime
     code_version: str
@@ -227,18 +254,29 @@ class Summary(_Model):
     ignored_images: list[IgnoredImage] = Field(
         default_factory=list, description="images skipped because they carry no band the "
         "pipeline uses (only `other`/`alpha` bands), with the reason")
+    site: SiteSummary | None = Field(default=None, description="null without site_id")
+    change: dict[str, ChangeSummary] = Field(
+        default_factory=dict, description="{} when there is no comparable previous batch")
     management_zones: ManagementZonesSummary | None = None
     artifacts: dict[str, str] = Field(default_factory=dict, description="name -> object URL")
     artifacts_encoding: ArtifactsEncoding = Field(default_factory=ArtifactsEncoding)
 
     def to_json(self) -> bytes:
         """UTF-8 JSON, fields in contract order, indent 2, trailing newline; same model → same bytes."""
-        return (json.dumps(self.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n").encode()
+        data = self.model_dump(mode="json")
+        for zone in data["zones"]:
+            if zone.get("change") is None:
+                zone.pop("change", None)  # absent, not null (DESIGN.md §3.5)
+        return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode()
 
 
 def summary_json_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of summary.json, as committed in schemas/summary.schema.json."""
     schema = Summary.model_json_schema(mode="serialization")
+    zone = schema["$defs"]["ZoneSummary"]
+    zone["required"] = [name for name in zone["required"] if name != "change"]
+    zone["properties"]["change"] = zone["properties"]["change"]["anyOf"][0] | {
+        "description": zone["properties"]["change"]["description"]}
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
 
 

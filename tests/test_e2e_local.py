@@ -49,10 +49,12 @@ def test_job__auto_report_false_stops_after_the_heatmaps(local, tmp_path):
     (run,) = launch_requested_runs(definitions, instance, sensor_tick(definitions, instance))
     assert run.success, failure_text(run)
     assert "ndvi_heatmap.tif" in _objects(definitions, "heatmap_bucket", "no-report")
-    assert _objects(definitions, "report_bucket", "no-report") == set()
+    # no report, no distribution; the STAC item of the batch (DESIGN.md §3.3) is written anyway
+    assert _objects(definitions, "report_bucket", "no-report") == {"item.json"}
     materialized = {e.asset_key.to_user_string() for e in run.get_asset_materialization_events()}
     assert "index_heatmaps" in materialized
     assert not materialized & {"batch_report", "report_distribution"}
+    assert "site_history" in materialized
     logs = [e.message for e in instance.all_logs(run.run_id) if e.message]
     assert any("auto_report: false" in m and "no report, no distribution" in m for m in logs)
 
@@ -88,7 +90,7 @@ def test_job__optical_only_rgb_batch_gives_vari(local, tmp_path, real_data):
         "vari.tif", "vari_heatmap.tif", "vari_heatmap.png",
         "management_zones.tif", "management_zones.geojson", "management_zones.shp.zip"}
     assert _objects(definitions, "report_bucket", "rgb-only") == {
-        "report.pdf", "summary.json", "distribution.json"}
+        "report.pdf", "summary.json", "distribution.json", "item.json"}
 
 
 def test_job__rerun_with_fewer_bands_removes_outputs_no_longer_produced(local, tmp_path):

@@ -92,10 +92,30 @@ def test_summary__validates_against_committed_schema() -> None:
     for summary in (make_summary(), make_summary(n_zones=0, thermal=False)):
         document = json.loads(summary.to_json())
         jsonschema.Draft202012Validator(_committed_schema()).validate(document)
-        assert document["schema_version"] == 1
+        assert document["schema_version"] == 2
         assert list(document) == ["schema_version", "batch_id", "generated_at", "code_version", "grid",
-                                  "indices", "thermal", "zones", "ignored_images",
+                                  "indices", "thermal", "zones", "ignored_images", "site", "change",
                                   "management_zones", "artifacts", "artifacts_encoding"]
+        assert document["site"] is None and document["change"] == {}
+        assert all("change" not in zone for zone in document["zones"])
+
+
+def test_summary__site_and_change_validate_against_committed_schema() -> None:
+    document = json.loads(make_summary().to_json())
+    change = {"mean": -0.15, "p10": -0.2, "p50": -0.15, "p90": -0.1, "gain_area_m2": 0.0,
+              "loss_area_m2": 1500.0}
+    document["site"] = {"site_id": "farm7-north", "previous_batch_id": "farm7-north-2026-06-04",
+                        "previous_captured_at": "2026-06-04T10:00:00Z", "comparable": True,
+                        "reasons": [], "shift_px": [0.1, -0.2]}
+    document["change"] = {"ndvi": change}
+    document["zones"][0]["change"] = {"ndvi": change}
+    summary = Summary.model_validate(document)
+    again = json.loads(summary.to_json())
+    jsonschema.Draft202012Validator(_committed_schema()).validate(again)
+    assert again == document
+    document["site"]["comparable"] = "yes"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(_committed_schema()).validate(document)
 
 
 def test_summary__committed_schema_is_up_to_date() -> None:

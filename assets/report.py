@@ -16,7 +16,7 @@ from pipeline.core.outputs import Kind, batch_key, entry, lookup, object_name, p
 from pipeline.core.registry import BUILTIN_REGISTRY, Registry
 from pipeline.core.report_build import build_context, build_summary, print_map
 from pipeline.core.report_pdf import render_report
-from pipeline.core.sites import SiteChange
+from pipeline.core.sites import SiteChange, read_records
 from pipeline.core.summary import Link, Summary
 from pipeline.core.validation import ValidatedBatch
 from pipeline.core.zone_outputs import class_map_png
@@ -96,7 +96,8 @@ def batch_report(
     with tempfile.TemporaryDirectory(prefix="report-") as tmp:
         workdir = Path(tmp)
         maps = {}
-        for name in [*sorted(names), *(["thermal"] if thermal_statistics else [])]:
+        for name in [*sorted(names), *(["thermal"] if thermal_statistics else []),
+                     *(f"change_{n}" for n in sorted(changed))]:
             path = workdir / preview_name(name)
             store.download_file(heatmaps, batch_key(batch.batch_id, path.name), path)
             maps[name] = print_map(path, workdir / f"{name}_map.jpg")
@@ -106,9 +107,12 @@ def batch_report(
                                 workdir / "management_zones.png", classes=mz.classes,
                                 gdal_options=store.gdal_options())
             maps["management_zones"] = print_map(png, workdir / "management_zones_map.jpg")
+        records = (read_records(store, object_store.report_bucket, change_statistics.site_id)
+                   if change_statistics is not None else [])
         report_context = build_context(batch=batch, indices=index_statistics,
                                        thermal=thermal_statistics, maps=maps, registry=registry,
-                                       zoning=mz, area_unit=zoning.area_unit)
+                                       zoning=mz, area_unit=zoning.area_unit,
+                                       site_change=change_statistics, site_records=records)
         pdf = render_report(summary=summary, context=report_context)
         (workdir / "report.pdf").write_bytes(pdf)
         (workdir / "summary.json").write_bytes(summary.to_json())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,7 +10,7 @@ from pipeline.core.analysis import IndexAnalysis, ThermalAnalysis
 from pipeline.core.grid import Grid
 from pipeline.core.mgmt_analysis import ManagementZonesAnalysis
 from pipeline.core.registry import BUILTIN_REGISTRY, THERMAL_SCALE, Registry
-from pipeline.core.sites import SiteChange
+from pipeline.core.sites import BatchRecord, SiteChange
 from pipeline.core.summary import (
     ArtifactsEncoding,
     ChangeSummary,
@@ -141,6 +141,8 @@ def build_context(
     registry: Registry = BUILTIN_REGISTRY,
     zoning: ManagementZonesAnalysis | None = None,
     area_unit: str = "ha",
+    site_change: SiteChange | None = None,
+    site_records: Sequence[BatchRecord] = (),
 ) -> ReportContext:
     """What the PDF shows beyond summary.json: capture metadata, histograms, the PNG maps
     (keys: index names and "thermal") and what `registry` says about each index."""
@@ -153,6 +155,25 @@ def build_context(
     captured = m.captured_at
     if captured is not None and captured.tzinfo is None:
         captured = captured.replace(tzinfo=UTC)  # a manifest time without offset is taken as UTC
+    previous_means: dict[str, float | None] = {}
+    series: dict[str, list] = {}
+    if site_change is not None:
+        previous = site_change.previous
+        for row in previous.rows if previous else ():
+            if row.index == "ndvi" and row.zone:
+                previous_means[row.zone] = row.mean
+        earlier = [r for r in site_records
+                   if r.batch_id != batch.batch_id and r.order < (site_change.captured_at, batch.batch_id)]
+        for record in sorted(earlier, key=lambda r: r.order):
+            for row in record.rows:
+                if row.index == "ndvi" and row.mean is not None:
+                    series.setdefault(row.zone, []).append((record.captured_at, row.mean))
+        ndvi = indices.indices.get("ndvi") if indices else None
+        if ndvi is not None:
+            for zone, value in [("", ndvi.stats["mean"]),
+                                *((z, s["mean"]) for z, s in ndvi.zones.items())]:
+                if value is not None:
+                    series.setdefault(zone, []).append((site_change.captured_at, value))
     return ReportContext(
         captured_at=captured, platform=m.platform or "", sensor=m.sensor or "",
         maps=dict(maps), histograms=histograms, area_unit=area_unit,
@@ -163,6 +184,7 @@ def build_context(
         zone_colours=list(zoning.colours) if zoning else [],
         zone_notes=list(zoning.notes) if zoning else [],
         zone_index=zoning.index if zoning else "ndvi",
+        previous_zone_means=previous_means, site_series=series,
         thermal_scale=Scale(ramp=THERMAL_SCALE.ramp, vmin=THERMAL_SCALE.vmin,
                             vmax=THERMAL_SCALE.vmax) if thermal is not None else None,
         index_info={name: IndexInfo(long_name=registry[name].long_name,

@@ -7,6 +7,7 @@ Every colour comes from `ramp_colours` — the heatmap's own colour table and pa
 from __future__ import annotations
 
 import math
+from datetime import datetime
 
 import numpy as np
 from reportlab.graphics.shapes import Drawing, Line, Polygon, Rect, String
@@ -120,4 +121,41 @@ def histogram(hist: Histogram, *, scale: Scale | None, width: float, height: flo
     drawing.add(String(left - 4, bottom - 3, "0", fontName=FONT, fontSize=FONT_SIZE, textAnchor="end"))
     drawing.add(String(left + plot_w / 2, 2, f"value{f' ({unit})' if unit else ''} — pixels per bin",
                        fontName=FONT, fontSize=FONT_SIZE, textAnchor="middle"))
+    return drawing
+
+
+def series_chart(series: dict[str, list[tuple[datetime, float]]], *, width: float,
+                 panel_h: float = 70.0, columns: int = 3, vmin: float = -0.2,
+                 vmax: float = 1.0) -> Drawing:
+    """Small multiples: one panel per field ("" = whole grid) with its mean per flight over time,
+    on a shared y axis [vmin, vmax] (the index's scale) so panels compare at a glance."""
+    names = sorted(series, key=lambda z: (z != "", z))
+    rows = max(1, math.ceil(len(names) / columns))
+    panel_w = width / columns
+    drawing = Drawing(width, rows * panel_h)
+    times = [t.timestamp() for points in series.values() for t, _ in points]
+    t0, t1 = (min(times), max(times)) if times else (0.0, 1.0)
+    span = (t1 - t0) or 1.0
+    for i, name in enumerate(names):
+        col, row = i % columns, i // columns
+        x0 = col * panel_w + 24
+        y0 = (rows - row - 1) * panel_h + 14
+        w, h = panel_w - 32, panel_h - 28
+        drawing.add(Rect(x0, y0, w, h, fillColor=None, strokeColor=colors.grey, strokeWidth=0.4))
+        drawing.add(String(x0, y0 + h + 3, name or "whole grid", fontName=FONT, fontSize=7))
+        for value in (vmin, vmax):
+            drawing.add(String(x0 - 2, y0 + (value - vmin) / (vmax - vmin) * h - 2, f"{value:g}",
+                               fontName=FONT, fontSize=6, textAnchor="end"))
+        points = [(x0 + ((t.timestamp() - t0) / span if len(times) > 1 else 0.5) * w,
+                   y0 + (min(max(v, vmin), vmax) - vmin) / (vmax - vmin) * h)
+                  for t, v in sorted(series[name])]
+        for (xa, ya), (xb, yb) in zip(points, points[1:]):
+            drawing.add(Line(xa, ya, xb, yb, strokeColor=colors.HexColor("#1a7f37"), strokeWidth=1))
+        for x, y in points:
+            drawing.add(Rect(x - 1.5, y - 1.5, 3, 3, fillColor=colors.HexColor("#1a7f37"), strokeColor=None))
+        if points:
+            first, last = sorted(series[name])[0][0], sorted(series[name])[-1][0]
+            drawing.add(String(x0, y0 - 9, f"{first:%d %b}", fontName=FONT, fontSize=6))
+            drawing.add(String(x0 + w, y0 - 9, f"{last:%d %b}", fontName=FONT, fontSize=6,
+                               textAnchor="end"))
     return drawing

@@ -37,7 +37,8 @@ from reportlab.platypus import (
 )
 
 from pipeline.core import report_charts as charts
-from pipeline.core.summary import IndexSummary, ReportContext, Summary, ThermalSummary
+from pipeline.core.change import CHANGE_SCALE
+from pipeline.core.summary import IndexSummary, ReportContext, Scale, Summary, ThermalSummary
 
 PAGE_W, PAGE_H = A4
 MARGIN = 18 * mm
@@ -449,6 +450,47 @@ def _management_zones_section(summary: Summary, context: ReportContext) -> list[
                   Paragraph("Canopy cover: share of the field's valid pixels whose NDVI is at or "
                             "above the server's canopy threshold (IMAGERY_CANOPY_NDVI).", SMALL)]
     story += [Paragraph(escape(note), SMALL) for note in context.zone_notes]
+
+
+CHANGE_INDEX = "ndvi"  # the index of the "Since" page (the one agronomists act on)
+
+
+def _since_section(summary: Summary, context: ReportContext) -> list[Flowable]:
+    """"Since <previous date>": the change map, the per-field table and the NDVI series."""
+    site = summary.site
+    if site is None or site.previous_batch_id is None:
+        return []
+    when = f"{site.previous_captured_at:%d %B %Y}" if site.previous_captured_at else site.previous_batch_id
+    story: list[Flowable] = [PageBreak(), Paragraph(f"Since {escape(when)}", H1),
+                             Paragraph(f"Site {escape(site.site_id)}: this flight compared with "
+                                       f"{escape(site.previous_batch_id)}.", BODY)]
+    change = summary.change.get(CHANGE_INDEX)
+    if not site.comparable or change is None:
+        story += [Paragraph("Not comparable", H2)]
+        story += [Paragraph("• " + escape(r), BODY) for r in site.reasons]
+    else:
+        scale = Scale(ramp=CHANGE_SCALE.ramp, vmin=CHANGE_SCALE.vmin, vmax=CHANGE_SCALE.vmax)
+        story += _map_block(summary, context, f"change_{CHANGE_INDEX}", scale, unit="Δ NDVI")
+        unit = context.area_unit
+        story += [Paragraph("Change of NDVI", H2), _table([
+            ["mean Δ", "p10", "p50", "p90", f"gain > +0.1 ({unit})", f"loss < −0.1 ({unit})"],
+            [_num(change.mean), _num(change.p10), _num(change.p50), _num(change.p90),
+             _area(change.gain_area_m2, unit), _area(change.loss_area_m2, unit)]])]
+        rows = [["field", "then", "now", "Δ", f"gain ({unit})", f"loss ({unit})"]]
+        for zone in summary.zones:
+            delta = (zone.change or {}).get(CHANGE_INDEX)
+            now = zone.indices.get(CHANGE_INDEX)
+            rows.append([Paragraph(escape(zone.name), SMALL),
+                         _num(context.previous_zone_means.get(zone.name)),
+                         _num(now.mean if now else None), _num(delta.mean if delta else None),
+                         _area(delta.gain_area_m2 if delta else None, unit),
+                         _area(delta.loss_area_m2 if delta else None, unit)])
+        if len(rows) > 1:
+            story += [Paragraph("Fields — NDVI", H2),
+                      _table(rows, [55 * mm, 22 * mm, 22 * mm, 22 * mm, 25 * mm, 25 * mm], long=True)]
+    if context.site_series:
+        story += [Paragraph("NDVI mean by field, all flights of the site", H2),
+                  charts.series_chart(dict(context.site_series), width=FRAME_W)]
     return story
 
 
@@ -463,5 +505,6 @@ def render_report(*, summary: Summary, context: ReportContext, invariant: bool =
         story += _thermal_section(summary.thermal, summary, context)
     if summary.management_zones is not None:
         story += _management_zones_section(summary, context)
+    story += _since_section(summary, context)
     doc.build(story, canvasmaker=_canvas_class(summary))
     return buffer.getvalue()

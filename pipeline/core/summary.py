@@ -340,6 +340,10 @@ class ReportContext(_Model):
     zone_colours: list[tuple[int, int, int]] = Field(default_factory=list)
     zone_notes: list[str] = Field(default_factory=list)
     zone_index: str = "ndvi"  # the index the zones were made from (vari without NIR)
+    # sites (DESIGN.md §3.3): the previous flight's field means, and each field's NDVI mean over
+    # the site's flights up to this one ("" = whole grid)
+    previous_zone_means: dict[str, float | None] = Field(default_factory=dict)
+    site_series: dict[str, list[tuple[UtcTime, float]]] = Field(default_factory=dict)
 
 
 # ---- distribution.json ------------------------------------------------------------------------

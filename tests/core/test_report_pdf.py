@@ -169,3 +169,36 @@ def test_render_report__every_area_in_the_configured_unit(rendered) -> None:
     assert "(ha)" not in text and " ha " not in text
     assert "area (acre)" in text and "valid area (acre)" in text
     assert "0.0704 acre with data" in text  # 285 m² = 0.0704 acre
+
+
+def test_render_report__since_page_with_change_map_fields_and_series(tmp_path: Path) -> None:
+    import json
+
+    document = json.loads(make_summary(n_zones=2).to_json())
+    zone = document["zones"][0]["name"]
+    change = {"mean": -0.15, "p10": -0.2, "p50": -0.15, "p90": -0.1, "gain_area_m2": 0.0,
+              "loss_area_m2": 1500.0}
+    document["site"] = {"site_id": "farm7-north", "previous_batch_id": "june04",
+                        "previous_captured_at": "2026-06-04T10:00:00Z", "comparable": True,
+                        "reasons": [], "shift_px": [0.1, -0.2]}
+    document["change"] = {"ndvi": change}
+    document["zones"][0]["change"] = {"ndvi": change}
+    summary = Summary.model_validate(document)
+    context = ReportContext.model_validate({**_context(tmp_path, summary).model_dump(),
+        "maps": {**_context(tmp_path, summary).maps,
+                 "change_ndvi": _heatmap_png(tmp_path / "change.png", ramp="RdBu", vmin=-0.5, vmax=0.5,
+                                             shape=(150, 200))},
+        "previous_zone_means": {zone: 0.7123},
+        "site_series": {"": [("2026-06-04T10:00:00Z", 0.7), ("2026-06-14T10:32:00Z", 0.55)],
+                        zone: [("2026-06-04T10:00:00Z", 0.7123), ("2026-06-14T10:32:00Z", 0.56)]}})
+    text = _texts(render_report(summary=summary, context=context))[-1]
+    assert "Since 04 June 2026" in text and "june04" in text
+    assert "0.712" in text and "-0.150" in text and "0.1500" in text  # then, Δ, loss (ha)
+    assert "NDVI mean by field" in text and "whole grid" in text
+    # not comparable: the reasons instead of a map
+    document["site"] |= {"comparable": False, "reasons": ["the previous batch june04 has no "
+                                                          "explicit reflectance_scale"]}
+    document["change"] = {}
+    document["zones"][0].pop("change")
+    text = _texts(render_report(summary=Summary.model_validate(document), context=context))[-1]
+    assert "Not comparable" in text and "explicit reflectance_scale" in text

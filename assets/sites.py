@@ -13,7 +13,8 @@ from pathlib import Path
 import dagster as dg
 from rasterio.errors import RasterioIOError
 
-from assets.analysis import _NAMES, _preview_md, _refusing_bad_input, _zones
+from assets.analysis import _NAMES, _preview_md, _zones
+from assets.failures import decided_by_error_kind
 from pipeline.core.analysis import IndexAnalysis, ThermalAnalysis
 from pipeline.core.change import (
     CHANGE_SCALE,
@@ -122,7 +123,7 @@ def site_change(
             verdict = Comparability(False, (f"the previous batch {previous.batch_id}'s rasters "
                                             f"cannot be read ({exc}); reprocess it",), None, None, None)
         if verdict.comparable:
-            with _refusing_bad_input(context, batch):
+            with decided_by_error_kind(context, batch.batch_id):
                 zones_bytes = _zones(batch, object_store)
                 zones = load_zones(zones_bytes, name=m.zones or "zones",
                                    grid=index_statistics.grid) if zones_bytes else []

@@ -95,15 +95,15 @@ def _assets(repository_def) -> tuple[dict[str, str], frozenset[str]]:
     return versions, frozenset(expected)
 
 
-def site_stale_batches(log=None) -> dict[str, str]:
+def site_stale_batches(settings: Settings, log=None) -> dict[str, str]:
     """batch_id -> why its change compares with the wrong flight, from the sites' records in the
     report bucket (DESIGN.md §3.3). An unreachable store is logged and skips this tick's check."""
     from pipeline.core.sites import read_stale
     from resources.object_store import ObjectStoreResource
 
     try:
-        resource = ObjectStoreResource.from_env()
-        return read_stale(resource.store(), resource.report_bucket)
+        store = ObjectStoreResource.from_settings(settings).store()
+        return read_stale(store, settings.report_bucket)
     except Exception as exc:  # the other reasons (failed, missing, code) must still be served
         if log is not None:
             log.warning(f"site records unreadable this tick, stale sites not checked: {exc}")
@@ -155,7 +155,7 @@ def build_reprocess_schedule(settings: Settings | None = None) -> dg.ScheduleDef
     def reprocess_stale_batches(context: dg.ScheduleEvaluationContext):
         versions, expected = _assets(context.repository_def)
         facts = gather_batch_facts(context.instance, asset_keys=sorted(set(versions) | expected),
-                                   site_stale=site_stale_batches(context.log))
+                                   site_stale=site_stale_batches(settings, context.log))
         selection = select_reprocessing(batches=facts, code_versions=versions, expected=expected,
                                         max_runs=max_runs)
         context.log.info(

@@ -175,6 +175,21 @@ def _objects(store, bucket: str, batch_id: str, *, skip: frozenset[str] = frozen
     return out
 
 
+def _rebuild_site(store, reports: str, site_id: str) -> list[BatchRecord]:
+    """history.parquet and collection.json rebuilt whole from the site's records (so nothing is
+    ever appended twice); returns the records."""
+    records = read_records(store, reports, site_id)
+    store.put_bytes(reports, history_key(site_id), history_parquet(records),
+                    content_type="application/vnd.apache.parquet")
+    collection = stac_collection(
+        site_id=site_id, records=records,
+        item_hrefs={r.batch_id: _s3(reports, f"{r.batch_id}/item.json") for r in records},
+        self_href=_s3(reports, collection_key(site_id)))
+    store.put_bytes(reports, collection_key(site_id), to_json_bytes(collection),
+                    content_type="application/json")
+    return records
+
+
 @dg.asset(
     partitions_def=imagery_batches,
     group_name="site",
@@ -235,20 +250,19 @@ def site_history(
     store.put_bytes(reports, f"{batch.batch_id}/item.json", to_json_bytes(item),
                     content_type="application/json")
     metadata["item"] = dg.MetadataValue.url(store.uri(reports, f"{batch.batch_id}/item.json"))
+    # A batch re-uploaded without its site_id, or with another one, leaves its former site.
+    for prefix in store.list_prefixes(reports, prefix="sites/"):
+        former = prefix[len("sites/"):].strip("/")
+        if former != m.site_id and store.exists(reports, record_key(former, batch.batch_id)):
+            store.delete(reports, record_key(former, batch.batch_id))
+            _rebuild_site(store, reports, former)
+            context.log.warning(f"Batch {batch.batch_id} removed from site {former}: its manifest "
+                                f"now says site_id {m.site_id!r}")
     if record is None:
         context.log.info(f"Batch {batch.batch_id}: no site_id; STAC item written, no site history")
         return dg.MaterializeResult(metadata=metadata)
 
-    # Rebuilt whole from the records (this run's included), so nothing is appended twice.
-    records = read_records(store, reports, m.site_id)
-    store.put_bytes(reports, history_key(m.site_id), history_parquet(records),
-                    content_type="application/vnd.apache.parquet")
-    collection = stac_collection(
-        site_id=m.site_id, records=records,
-        item_hrefs={r.batch_id: _s3(reports, f"{r.batch_id}/item.json") for r in records},
-        self_href=_s3(reports, collection_key(m.site_id)))
-    store.put_bytes(reports, collection_key(m.site_id), to_json_bytes(collection),
-                    content_type="application/json")
+    records = _rebuild_site(store, reports, m.site_id)
     stale = stale_records(records)
     for batch_id, why in stale.items():
         context.log.warning(f"Site {m.site_id}: batch {batch_id} is stale ({why}); "

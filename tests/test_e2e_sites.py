@@ -232,3 +232,14 @@ def test_sites__reasons_late_flight_and_reprojected_grid(site):
                                    repository_def=definitions.get_repository_def()) as context:
         assert not list(schedule.evaluate_tick(context).run_requests or [])
     assert len(_history(definitions)) == 3 * 3 * 2
+
+    # june25 re-uploaded without site_id: it leaves the site's history and collection
+    manifest = json.loads((tmp / "june25" / "manifest.json").read_text())
+    manifest.pop("site_id")
+    (tmp / "june25" / "manifest.json").write_text(json.dumps(manifest))
+    process("june25", ["manifest.json"])
+    assert list(_history(definitions)["batch_id"].drop_duplicates()) == ["june10", "june20"]
+    collection = _json(definitions, "sites/farm7/collection.json")
+    assert [link["title"] for link in collection["links"] if link["rel"] == "item"] == ["june10", "june20"]
+    assert _json(definitions, "june25/summary.json")["site"] is None
+    validate_item(_json(definitions, "june25/item.json"))

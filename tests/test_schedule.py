@@ -122,7 +122,7 @@ def test_run_retries__failed_for_good_is_not_retried_a_crash_is(world):
 
 def test_schedule__code_version_change_makes_exactly_the_stale_batches_due(world):
     definitions, instance, _ = world
-    changed = _with_report_code_version(definitions, "2")
+    changed = _with_report_code_version(definitions, "next")
     requests = _evaluate(changed, instance)
     # b has no report (auto_report false), d was refused: neither is stale.
     assert _batches(requests) == [("f", FAILED), ("e", MISSING), ("a", STALE), ("c", STALE)]
@@ -134,7 +134,7 @@ def test_schedule__bound_per_tick_holds_and_keeps_priority(world):
     definitions, instance, mp = world
     mp.setenv("REPROCESS_MAX_RUNS_PER_TICK", "3")
     try:
-        bounded = _with_report_code_version(load_definitions(), "2")
+        bounded = _with_report_code_version(load_definitions(), "next")
     finally:
         mp.delenv("REPROCESS_MAX_RUNS_PER_TICK")
     assert _batches(_evaluate(bounded, instance)) == [("f", FAILED), ("e", MISSING), ("a", STALE)]

@@ -13,7 +13,7 @@ from pathlib import Path
 import dagster as dg
 from rasterio.errors import RasterioIOError
 
-from assets.analysis import _NAMES, _preview_md, _zones
+from assets.analysis import _preview_md, _zones
 from assets.failures import decided_by_error_kind
 from pipeline.core.analysis import IndexAnalysis, ThermalAnalysis
 from pipeline.core.change import (

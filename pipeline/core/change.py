@@ -33,6 +33,7 @@ from rasterio.windows import Window
 
 from pipeline.core.cog import stage_rasters, translate_to_cog
 from pipeline.core.grid import Grid
+from pipeline.core.outputs import object_name, preview_name
 from pipeline.core.preview import png_preview
 from pipeline.core.ramps import Scale, colorize
 from pipeline.core.stats import finalize, finalize_zone, lazy_stats
@@ -309,8 +310,9 @@ def analyse_change(*, grid: Grid, current: Mapping[str, str], previous: Mapping[
     for name in names:
         change = change_raster(grid=grid, current=current[name], previous=previous[name],
                                gdal_options=gdal_options, chunks=chunks)
-        for key, da, profile in ((f"change_{name}", change, "float32"),
-                                 (f"change_{name}_heatmap", colorize(change, scale=CHANGE_SCALE), "rgba")):
+        heatmap = colorize(change, scale=CHANGE_SCALE)
+        for key, da, profile in ((object_name("change_{index}.tif", name), change, "float32"),
+                                 (object_name("change_{index}_heatmap.tif", name), heatmap, "rgba")):
             staged[key] = (workdir / f"{key}.stage.tif", profile)
             arrays[staged[key][0]] = da
         lazies[name] = (lazy_stats(change, lo=lo, hi=hi, bins=bins, labels=labels, n_labels=len(zones)),
@@ -333,14 +335,14 @@ def analyse_change(*, grid: Grid, current: Mapping[str, str], previous: Mapping[
             by_zone[zone.name][name] = _change_stats(z, gl[i + 1, 0], gl[i + 1, 1], area)
     files = []
     for key, (stage, profile) in staged.items():
-        cog = workdir / f"{key}.tif"
+        cog = workdir / key
         translate_to_cog(stage, cog, profile=profile)
         stage.unlink()
-        files.append(OutputFile(f"{key}.tif", cog, profile))
+        files.append(OutputFile(key, cog, profile))
         if profile == "rgba":
-            png = workdir / f"{key}.png"
+            png = workdir / preview_name(key.removesuffix("_heatmap.tif"))
             png_preview(cog, png)
-            files.append(OutputFile(f"{key}.png", png, "png"))
+            files.append(OutputFile(png.name, png, "png"))
     return ChangeAnalysis(indices=indices, zones=by_zone, files=files,
                           seconds=time.monotonic() - started)
 

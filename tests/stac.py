@@ -17,8 +17,10 @@ URLS = {
     "https://geojson.org/schema/Feature.json": "Feature.json",
     "https://geojson.org/schema/Geometry.json": "Geometry.json",
     "https://stac-extensions.github.io/projection/v2.0.0/schema.json": "projection-v2.0.0.json",
-    **{STAC + str(p.relative_to(SCHEMAS)): str(p.relative_to(SCHEMAS))
-       for p in SCHEMAS.glob("*-spec/json-schema/*.json")},
+    **{
+        STAC + str(p.relative_to(SCHEMAS)): str(p.relative_to(SCHEMAS))
+        for p in SCHEMAS.glob("*-spec/json-schema/*.json")
+    },
 }
 
 
@@ -27,17 +29,24 @@ def _registry() -> Registry:
     def missing(uri: str):
         raise LookupError(f"{uri} is not in tests/stac_schemas (offline validation)")
 
-    resources = [(url, Resource.from_contents(json.loads((SCHEMAS / path).read_text()),
-                                              default_specification=DRAFT7))
-                 for url, path in URLS.items()]
+    resources = [
+        (
+            url,
+            Resource.from_contents(
+                json.loads((SCHEMAS / path).read_text()), default_specification=DRAFT7
+            ),
+        )
+        for url, path in URLS.items()
+    ]
     return Registry(retrieve=missing).with_resources(resources)
 
 
 def _validate(doc: dict, schema_url: str) -> None:
     schema = json.loads((SCHEMAS / URLS[schema_url]).read_text())
     schema["$id"] = schema_url
-    validator = jsonschema.Draft7Validator(schema, registry=_registry(),
-                                          format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER)
+    validator = jsonschema.Draft7Validator(
+        schema, registry=_registry(), format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER
+    )
     errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.path))
     assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors[:10])
 

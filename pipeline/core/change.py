@@ -1,4 +1,4 @@
-"""Change since a site's previous flight (DESIGN.md §3.3): comparability, change rasters, statistics.
+"""Change since a site's previous flight (DESIGN.md §3.3): comparability, change rasters, stats.
 
 Designed around two costs. The rasters can be far larger than memory, so the change raster is a
 lazy dask array whose every chunk reads its window of this batch's index COG and warps just the
@@ -74,7 +74,9 @@ class Comparability:
 
 @dataclass
 class ChangeAnalysis:
-    indices: dict[str, dict[str, Any]]  # index -> mean, p10, p50, p90, gain_area_m2, loss_area_m2, ...
+    indices: dict[
+        str, dict[str, Any]
+    ]  # index -> mean, p10, p50, p90, gain_area_m2, loss_area_m2, ...
     zones: dict[str, dict[str, dict[str, Any]]]  # zone -> index -> same keys
     files: list  # OutputFile
     seconds: float
@@ -85,21 +87,26 @@ class ChangeAnalysis:
 # cross-power spectrum, then a matrix-multiply DFT upsampled around it.
 
 
-def _upsampled_dft(data: np.ndarray, size: int, factor: int, offsets: tuple[float, float]) -> np.ndarray:
+def _upsampled_dft(
+    data: np.ndarray, size: int, factor: int, offsets: tuple[float, float]
+) -> np.ndarray:
     rows, cols = data.shape
     col_kernel = np.exp(
         (-2j * np.pi / (cols * factor))
         * (np.fft.ifftshift(np.arange(cols))[:, None] - cols // 2)
-        * (np.arange(size)[None, :] - offsets[1]))
+        * (np.arange(size)[None, :] - offsets[1])
+    )
     row_kernel = np.exp(
         (-2j * np.pi / (rows * factor))
         * (np.arange(size)[:, None] - offsets[0])
-        * (np.fft.ifftshift(np.arange(rows))[None, :] - rows // 2))
+        * (np.fft.ifftshift(np.arange(rows))[None, :] - rows // 2)
+    )
     return row_kernel @ data @ col_kernel
 
 
-def phase_shift(*, reference: np.ndarray, moving: np.ndarray, upsample: int = 20,
-                whitening: float = 0.5) -> tuple[float, float]:
+def phase_shift(
+    *, reference: np.ndarray, moving: np.ndarray, upsample: int = 20, whitening: float = 0.5
+) -> tuple[float, float]:
     """Sub-pixel (dy, dx) by which `moving` must be shifted to match `reference` (same shape, no
     NaN). Precision ~1/upsample px on textured images.
 
@@ -132,46 +139,87 @@ def phase_shift(*, reference: np.ndarray, moving: np.ndarray, upsample: int = 20
 # Reading
 
 
-def _read_on(path: str, *, transform: Affine, shape: tuple[int, int], crs, gdal_options: Mapping[str, str],
-             resampling: Resampling = Resampling.bilinear) -> np.ndarray:
+def _read_on(
+    path: str,
+    *,
+    transform: Affine,
+    shape: tuple[int, int],
+    crs,
+    gdal_options: Mapping[str, str],
+    resampling: Resampling = Resampling.bilinear,
+) -> np.ndarray:
     """Band 1 of the raster at `path` warped onto (crs, transform, shape), float32, NaN nodata."""
     out = np.full(shape, np.nan, dtype=np.float32)
     with rasterio.Env(**dict(gdal_options)), rasterio.open(path) as src:
-        reproject(source=rasterio.band(src, 1), destination=out, src_nodata=np.nan,
-                  dst_transform=transform, dst_crs=crs, dst_nodata=np.nan,
-                  resampling=resampling, init_dest_nodata=True, num_threads=1)
+        reproject(
+            source=rasterio.band(src, 1),
+            destination=out,
+            src_nodata=np.nan,
+            dst_transform=transform,
+            dst_crs=crs,
+            dst_nodata=np.nan,
+            resampling=resampling,
+            init_dest_nodata=True,
+            num_threads=1,
+        )
     return out
 
 
-def _read_window(path: str, *, window: Window, gdal_options: Mapping[str, str],
-                 out_shape: tuple[int, int] | None = None) -> np.ndarray:
+def _read_window(
+    path: str,
+    *,
+    window: Window,
+    gdal_options: Mapping[str, str],
+    out_shape: tuple[int, int] | None = None,
+) -> np.ndarray:
     with rasterio.Env(**dict(gdal_options)), rasterio.open(path) as src:
-        data = src.read(1, window=window, out_shape=out_shape, boundless=True, fill_value=np.nan,
-                        resampling=Resampling.average).astype(np.float32)
+        data = src.read(
+            1,
+            window=window,
+            out_shape=out_shape,
+            boundless=True,
+            fill_value=np.nan,
+            resampling=Resampling.average,
+        ).astype(np.float32)
         if src.nodata is not None and not np.isnan(src.nodata):
             data[data == src.nodata] = np.nan
     return data
 
 
-def _change_block(block_info=None, *, current: str, previous: str, transform: tuple, crs: str,
-                  gdal_options: tuple) -> np.ndarray:
+def _change_block(
+    block_info=None, *, current: str, previous: str, transform: tuple, crs: str, gdal_options: tuple
+) -> np.ndarray:
     (r0, r1), (c0, c1) = block_info[None]["array-location"]
     window = Window(c0, r0, c1 - c0, r1 - r0)
     now = _read_window(current, window=window, gdal_options=dict(gdal_options))
     t = Affine(*transform) @ Affine.translation(c0, r0)
-    then = _read_on(previous, transform=t, shape=now.shape, crs=crs, gdal_options=dict(gdal_options))
+    then = _read_on(
+        previous, transform=t, shape=now.shape, crs=crs, gdal_options=dict(gdal_options)
+    )
     return (now - then).astype(np.float32)  # NaN where either is nodata
 
 
-def change_raster(*, grid: Grid, current: str, previous: str, gdal_options: Mapping[str, str] | None = None,
-                  chunks: int = 1024) -> xr.DataArray:
+def change_raster(
+    *,
+    grid: Grid,
+    current: str,
+    previous: str,
+    gdal_options: Mapping[str, str] | None = None,
+    chunks: int = 1024,
+) -> xr.DataArray:
     """Lazy float32 change on `grid`: the COG at `current` (on `grid`) minus the COG at `previous`
     resampled bilinearly onto `grid`; NaN where either is nodata."""
     data = dsa.map_blocks(
-        _change_block, current=current, previous=previous, transform=tuple(grid.transform)[:6],
-        crs=grid.crs.to_wkt(), gdal_options=tuple(sorted((gdal_options or {}).items())),
-        chunks=dsa.core.normalize_chunks((chunks, chunks), grid.shape), dtype=np.float32,
-        meta=np.empty((0, 0), dtype=np.float32))
+        _change_block,
+        current=current,
+        previous=previous,
+        transform=tuple(grid.transform)[:6],
+        crs=grid.crs.to_wkt(),
+        gdal_options=tuple(sorted((gdal_options or {}).items())),
+        chunks=dsa.core.normalize_chunks((chunks, chunks), grid.shape),
+        dtype=np.float32,
+        meta=np.empty((0, 0), dtype=np.float32),
+    )
     x, y = grid.coords()
     da = xr.DataArray(data, dims=("y", "x"), coords={"y": y, "x": x}, name="change")
     return da.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
@@ -201,22 +249,33 @@ def _shift_window(valid: np.ndarray, *, factor: tuple[float, float], grid: Grid)
     return Window(c0, r0, w, h)
 
 
-def assess_comparability(*, grid: Grid, current: BatchRasters, previous: BatchRasters,
-                         gdal_options: Mapping[str, str] | None = None) -> Comparability:
+def assess_comparability(
+    *,
+    grid: Grid,
+    current: BatchRasters,
+    previous: BatchRasters,
+    gdal_options: Mapping[str, str] | None = None,
+) -> Comparability:
     """Whether `current` (on `grid`) and `previous` can be compared (DESIGN.md §3.3), with every
     failed condition as a reason: explicit reflectance_scale on both, ≥ 50 % of this batch's valid
     area shared, co-registration shift ≤ 2 px of this grid."""
     options = dict(gdal_options or {})
     reasons: list[str] = []
     if not current.reflectance_explicit:
-        reasons.append(f"batch {current.batch_id} has no explicit reflectance_scale in its manifest "
-                       "(raw digital numbers, not reflectance); state reflectance_scale")
+        reasons.append(
+            f"batch {current.batch_id} has no explicit reflectance_scale in its manifest "
+            "(raw digital numbers, not reflectance); state reflectance_scale"
+        )
     if not previous.reflectance_explicit:
-        reasons.append(f"the previous batch {previous.batch_id} has no explicit reflectance_scale in "
-                       "its manifest (raw digital numbers, not reflectance)")
+        reasons.append(
+            f"the previous batch {previous.batch_id} has no explicit reflectance_scale in "
+            "its manifest (raw digital numbers, not reflectance)"
+        )
     name = _reference_index(current.rasters, previous.rasters)
     if name is None:
-        reasons.append(f"batches {current.batch_id} and {previous.batch_id} have no index in common")
+        reasons.append(
+            f"batches {current.batch_id} and {previous.batch_id} have no index in common"
+        )
         return Comparability(False, tuple(reasons), None, None, None)
 
     # 1. shared valid area, on a decimated copy of this grid
@@ -224,16 +283,28 @@ def assess_comparability(*, grid: Grid, current: BatchRasters, previous: BatchRa
     shape = (max(1, round(grid.height / scale)), max(1, round(grid.width / scale)))
     factor = (grid.height / shape[0], grid.width / shape[1])
     coarse = grid.transform @ Affine.scale(factor[1], factor[0])
-    now = _read_window(current.rasters[name], window=Window(0, 0, grid.width, grid.height),
-                       out_shape=shape, gdal_options=options)
-    then = _read_on(previous.rasters[name], transform=coarse, shape=shape, crs=grid.crs,
-                    gdal_options=options, resampling=Resampling.average)
+    now = _read_window(
+        current.rasters[name],
+        window=Window(0, 0, grid.width, grid.height),
+        out_shape=shape,
+        gdal_options=options,
+    )
+    then = _read_on(
+        previous.rasters[name],
+        transform=coarse,
+        shape=shape,
+        crs=grid.crs,
+        gdal_options=options,
+        resampling=Resampling.average,
+    )
     valid_now = np.isfinite(now)
     both = valid_now & np.isfinite(then)
     shared = float(both.sum() / valid_now.sum()) if valid_now.any() else 0.0
     if shared < MIN_SHARED_FRACTION:
-        reasons.append(f"the batches share {shared:.0%} of this batch's valid area; at least "
-                       f"{MIN_SHARED_FRACTION:.0%} is needed")
+        reasons.append(
+            f"the batches share {shared:.0%} of this batch's valid area; at least "
+            f"{MIN_SHARED_FRACTION:.0%} is needed"
+        )
 
     # 2. co-registration shift on a full-resolution window of the overlap
     shift: tuple[float, float] | None = None
@@ -243,12 +314,15 @@ def assess_comparability(*, grid: Grid, current: BatchRasters, previous: BatchRa
     else:
         a = _read_window(current.rasters[name], window=window, gdal_options=options)
         t = grid.transform @ Affine.translation(window.col_off, window.row_off)
-        b = _read_on(previous.rasters[name], transform=t, shape=a.shape, crs=grid.crs,
-                     gdal_options=options)
+        b = _read_on(
+            previous.rasters[name], transform=t, shape=a.shape, crs=grid.crs, gdal_options=options
+        )
         ok = np.isfinite(a) & np.isfinite(b)
         if ok.sum() < 64:
-            reasons.append("the co-registration shift cannot be estimated: too few pixels valid "
-                           "in both batches")
+            reasons.append(
+                "the co-registration shift cannot be estimated: too few pixels valid "
+                "in both batches"
+            )
         else:
             a = np.where(ok, a, a[ok].mean()).astype(np.float64)
             b = np.where(ok, b, b[ok].mean()).astype(np.float64)
@@ -256,9 +330,11 @@ def assess_comparability(*, grid: Grid, current: BatchRasters, previous: BatchRa
             shift = (round(dx, 3), round(dy, 3))
             distance = math.hypot(dx, dy)
             if distance > MAX_SHIFT_PX:
-                reasons.append(f"the co-registration shift between the batches' {name} rasters is "
-                               f"[{dx:.2f}, {dy:.2f}] px ({distance:.2f} px); at most "
-                               f"{MAX_SHIFT_PX:g} px is allowed (re-align the orthomosaics)")
+                reasons.append(
+                    f"the co-registration shift between the batches' {name} rasters is "
+                    f"[{dx:.2f}, {dy:.2f}] px ({distance:.2f} px); at most "
+                    f"{MAX_SHIFT_PX:g} px is allowed (re-align the orthomosaics)"
+                )
     return Comparability(not reasons, tuple(reasons), shift, round(shared, 6), name)
 
 
@@ -272,28 +348,56 @@ def _gain_loss_block(change: np.ndarray, labels: np.ndarray, *, groups: int) -> 
     loss = change < -GAIN_THRESHOLD
     out[0, 0, 0] = gain.sum(), loss.sum()
     if groups > 1:
-        out[0, 0, :, 0] += np.bincount(labels[gain], minlength=groups)[:groups] * (np.arange(groups) > 0)
-        out[0, 0, :, 1] += np.bincount(labels[loss], minlength=groups)[:groups] * (np.arange(groups) > 0)
+        out[0, 0, :, 0] += np.bincount(labels[gain], minlength=groups)[:groups] * (
+            np.arange(groups) > 0
+        )
+        out[0, 0, :, 1] += np.bincount(labels[loss], minlength=groups)[:groups] * (
+            np.arange(groups) > 0
+        )
     return out
 
 
 def _gain_loss(change: xr.DataArray, labels: xr.DataArray | None, groups: int) -> dsa.Array:
-    lab = (labels.data.rechunk(change.data.chunks) if labels is not None
-           else dsa.zeros(change.shape, chunks=change.data.chunks, dtype=np.int32))
-    tables = dsa.map_blocks(_gain_loss_block, change.data, lab, groups=groups, new_axis=[2, 3],
-                            chunks=(1, 1, groups, 2), dtype=np.float64,
-                            meta=np.empty((0, 0, 0, 0), dtype=np.float64))
+    lab = (
+        labels.data.rechunk(change.data.chunks)
+        if labels is not None
+        else dsa.zeros(change.shape, chunks=change.data.chunks, dtype=np.int32)
+    )
+    tables = dsa.map_blocks(
+        _gain_loss_block,
+        change.data,
+        lab,
+        groups=groups,
+        new_axis=[2, 3],
+        chunks=(1, 1, groups, 2),
+        dtype=np.float64,
+        meta=np.empty((0, 0, 0, 0), dtype=np.float64),
+    )
     return tables.sum(axis=(0, 1))
 
 
 def _change_stats(stats: Mapping[str, Any], gain: float, loss: float, pixel_area: float) -> dict:
-    return {"mean": stats["mean"], "p10": stats["p10"], "p50": stats["p50"], "p90": stats["p90"],
-            "gain_area_m2": gain * pixel_area, "loss_area_m2": loss * pixel_area}
+    return {
+        "mean": stats["mean"],
+        "p10": stats["p10"],
+        "p50": stats["p50"],
+        "p90": stats["p90"],
+        "gain_area_m2": gain * pixel_area,
+        "loss_area_m2": loss * pixel_area,
+    }
 
 
-def analyse_change(*, grid: Grid, current: Mapping[str, str], previous: Mapping[str, str],
-                   workdir: Path, zones: Sequence[Zone] = (), gdal_options: Mapping[str, str] | None = None,
-                   chunks: int = 1024, log: Log = _quiet) -> ChangeAnalysis:
+def analyse_change(
+    *,
+    grid: Grid,
+    current: Mapping[str, str],
+    previous: Mapping[str, str],
+    workdir: Path,
+    zones: Sequence[Zone] = (),
+    gdal_options: Mapping[str, str] | None = None,
+    chunks: int = 1024,
+    log: Log = _quiet,
+) -> ChangeAnalysis:
     """For every index in both `current` and `previous` (name -> GDAL path of its COG):
     `change_<index>.tif`, its heatmap COG and PNG on CHANGE_SCALE, and the change statistics of
     the grid and of each zone (DESIGN.md §3.5). Files are written to `workdir`."""
@@ -308,28 +412,41 @@ def analyse_change(*, grid: Grid, current: Mapping[str, str], previous: Mapping[
     staged: dict[str, tuple[Path, str]] = {}
     arrays, lazies = {}, {}
     for name in names:
-        change = change_raster(grid=grid, current=current[name], previous=previous[name],
-                               gdal_options=gdal_options, chunks=chunks)
+        change = change_raster(
+            grid=grid,
+            current=current[name],
+            previous=previous[name],
+            gdal_options=gdal_options,
+            chunks=chunks,
+        )
         heatmap = colorize(change, scale=CHANGE_SCALE)
-        for key, da, profile in ((object_name("change_{index}.tif", name), change, "float32"),
-                                 (object_name("change_{index}_heatmap.tif", name), heatmap, "rgba")):
+        for key, da, profile in (
+            (object_name("change_{index}.tif", name), change, "float32"),
+            (object_name("change_{index}_heatmap.tif", name), heatmap, "rgba"),
+        ):
             staged[key] = (workdir / f"{key}.stage.tif", profile)
             arrays[staged[key][0]] = da
-        lazies[name] = (lazy_stats(change, lo=lo, hi=hi, bins=bins, labels=labels, n_labels=len(zones)),
-                        _gain_loss(change, labels, groups))
+        lazies[name] = (
+            lazy_stats(change, lo=lo, hi=hi, bins=bins, labels=labels, n_labels=len(zones)),
+            _gain_loss(change, labels, groups),
+        )
     task = stage_rasters(arrays) if arrays else None
     t0 = time.monotonic()
     _, computed = dask.compute(task, lazies)
-    log(f"Change: {len(names)} index(es) on a {grid.width} × {grid.height} grid in "
-        f"{time.monotonic() - t0:.1f} s")
+    log(
+        f"Change: {len(names)} index(es) on a {grid.width} × {grid.height} grid in "
+        f"{time.monotonic() - t0:.1f} s"
+    )
     area = grid.pixel_area_m2
     indices, by_zone = {}, {z.name: {} for z in zones}
     for name in names:
         parts, gl = computed[name]
         gl = np.asarray(gl)
         whole = finalize(parts, grid_pixels=grid.width * grid.height, pixel_area_m2=area)
-        indices[name] = {**_change_stats(whole, gl[0, 0], gl[0, 1], area),
-                         "valid_fraction": whole["valid_fraction"]}
+        indices[name] = {
+            **_change_stats(whole, gl[0, 0], gl[0, 1], area),
+            "valid_fraction": whole["valid_fraction"],
+        }
         for i, zone in enumerate(zones):
             z = finalize_zone(parts, label=i + 1)
             by_zone[zone.name][name] = _change_stats(z, gl[i + 1, 0], gl[i + 1, 1], area)
@@ -343,9 +460,18 @@ def analyse_change(*, grid: Grid, current: Mapping[str, str], previous: Mapping[
             png = workdir / preview_name(key.removesuffix("_heatmap.tif"))
             png_preview(cog, png)
             files.append(OutputFile(png.name, png, "png"))
-    return ChangeAnalysis(indices=indices, zones=by_zone, files=files,
-                          seconds=time.monotonic() - started)
+    return ChangeAnalysis(
+        indices=indices, zones=by_zone, files=files, seconds=time.monotonic() - started
+    )
 
 
-__all__ = ["CHANGE_SCALE", "BatchRasters", "ChangeAnalysis", "Comparability", "analyse_change",
-           "assess_comparability", "change_raster", "phase_shift"]
+__all__ = [
+    "CHANGE_SCALE",
+    "BatchRasters",
+    "ChangeAnalysis",
+    "Comparability",
+    "analyse_change",
+    "assess_comparability",
+    "change_raster",
+    "phase_shift",
+]

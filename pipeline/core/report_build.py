@@ -14,7 +14,6 @@ from pipeline.core.sites import BatchRecord, SiteChange
 from pipeline.core.summary import (
     ArtifactsEncoding,
     ChangeSummary,
-    SiteSummary,
     ClassSummary,
     GridInfo,
     Histogram,
@@ -26,6 +25,7 @@ from pipeline.core.summary import (
     ManagementZonesSummary,
     ReportContext,
     Scale,
+    SiteSummary,
     Summary,
     ThermalSummary,
     ZoneIndex,
@@ -162,8 +162,8 @@ def build_context(
         for row in previous.rows if previous else ():
             if row.index == "ndvi" and row.zone:
                 previous_means[row.zone] = row.mean
-        earlier = [r for r in site_records
-                   if r.batch_id != batch.batch_id and r.order < (site_change.captured_at, batch.batch_id)]
+        mine = (site_change.captured_at, batch.batch_id)
+        earlier = [r for r in site_records if r.batch_id != batch.batch_id and r.order < mine]
         for record in sorted(earlier, key=lambda r: r.order):
             for row in record.rows:
                 if row.index == "ndvi" and row.mean is not None:

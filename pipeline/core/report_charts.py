@@ -152,7 +152,8 @@ def series_chart(series: dict[str, list[tuple[datetime, float]]], *, width: floa
         for (xa, ya), (xb, yb) in zip(points, points[1:]):
             drawing.add(Line(xa, ya, xb, yb, strokeColor=colors.HexColor("#1a7f37"), strokeWidth=1))
         for x, y in points:
-            drawing.add(Rect(x - 1.5, y - 1.5, 3, 3, fillColor=colors.HexColor("#1a7f37"), strokeColor=None))
+            drawing.add(Rect(x - 1.5, y - 1.5, 3, 3, fillColor=colors.HexColor("#1a7f37"),
+                             strokeColor=None))
         if points:
             first, last = sorted(series[name])[0][0], sorted(series[name])[-1][0]
             drawing.add(String(x0, y0 - 9, f"{first:%d %b}", fontName=FONT, fontSize=6))

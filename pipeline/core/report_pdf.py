@@ -460,7 +460,8 @@ def _since_section(summary: Summary, context: ReportContext) -> list[Flowable]:
     site = summary.site
     if site is None or site.previous_batch_id is None:
         return []
-    when = f"{site.previous_captured_at:%d %B %Y}" if site.previous_captured_at else site.previous_batch_id
+    when = (f"{site.previous_captured_at:%d %B %Y}" if site.previous_captured_at
+            else site.previous_batch_id)
     story: list[Flowable] = [PageBreak(), Paragraph(f"Since {escape(when)}", H1),
                              Paragraph(f"Site {escape(site.site_id)}: this flight compared with "
                                        f"{escape(site.previous_batch_id)}.", BODY)]
@@ -487,7 +488,8 @@ def _since_section(summary: Summary, context: ReportContext) -> list[Flowable]:
                          _area(delta.loss_area_m2 if delta else None, unit)])
         if len(rows) > 1:
             story += [Paragraph("Fields — NDVI", H2),
-                      _table(rows, [55 * mm, 22 * mm, 22 * mm, 22 * mm, 25 * mm, 25 * mm], long=True)]
+                      _table(rows, [55 * mm, 22 * mm, 22 * mm, 22 * mm, 25 * mm, 25 * mm],
+                             long=True)]
     if context.site_series:
         story += [Paragraph("NDVI mean by field, all flights of the site", H2),
                   charts.series_chart(dict(context.site_series), width=FRAME_W)]

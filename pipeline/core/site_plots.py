@@ -22,10 +22,14 @@ from pipeline.core.grid import Grid
 def footprint_4326(grid: Grid, *, densify: int = 16) -> tuple[dict[str, Any], list[float]]:
     """The grid's outline in EPSG:4326 (lon, lat), densified so a projected edge stays close to its
     curve, as a GeoJSON Polygon and its bbox."""
-    outline = box(*grid.bounds).segmentize(max(grid.res[0] * grid.width, grid.res[1] * grid.height) / densify)
+    outline = box(*grid.bounds).segmentize(
+        max(grid.res[0] * grid.width, grid.res[1] * grid.height) / densify
+    )
     project = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform
     shape = transform_geometry(project, outline)
-    return mapping(shape) | {"coordinates": [[list(p) for p in shape.exterior.coords]]}, list(shape.bounds)
+    return mapping(shape) | {"coordinates": [[list(p) for p in shape.exterior.coords]]}, list(
+        shape.bounds
+    )
 
 
 def series(records: Sequence, *, index: str = "ndvi") -> dict[str, list[tuple[Any, float]]]:
@@ -38,8 +42,9 @@ def series(records: Sequence, *, index: str = "ndvi") -> dict[str, list[tuple[An
     return out
 
 
-def series_chart_uri(records: Sequence, *, workdir: Path, index: str = "ndvi",
-                     max_panels: int = 12) -> str | None:
+def series_chart_uri(
+    records: Sequence, *, workdir: Path, index: str = "ndvi", max_panels: int = 12
+) -> str | None:
     """A PNG data: URI of the per-field `index` series (small multiples), or None without data."""
     data = series(records, index=index)
     if not data:
@@ -59,7 +64,7 @@ def series_chart_uri(records: Sequence, *, workdir: Path, index: str = "ndvi",
         ax.set_title(name or "whole grid", fontsize=8)
         ax.tick_params(labelsize=6)
         ax.tick_params(axis="x", rotation=30)
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
     fig.suptitle(f"{index.upper()} mean by field", fontsize=9)
     fig.tight_layout()

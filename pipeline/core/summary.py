@@ -159,7 +159,7 @@ class ZoneThermal(_Model):
 
 
 class ChangeSummary(_Model):
-    """Statistics of a change raster (this batch's index minus the previous batch's), DESIGN.md §3.5."""
+    """Statistics of a change raster (this batch's index minus the previous one's), DESIGN §3.5."""
 
     mean: Stat
     p10: Stat
@@ -205,7 +205,7 @@ class ManagementZonesSummary(_Model):
 
 
 class SiteSummary(_Model):
-    """The batch's place in its site's series and whether it is comparable with the previous batch."""
+    """The batch's place in its site's series; whether it compares with the previous batch."""
 
     site_id: BatchId
     previous_batch_id: BatchId | None = Field(description="null for a site's first batch")

@@ -45,8 +45,11 @@ def test_phase_shift__recovers_a_known_shift(dy, dx):
 
 
 def _cog(tmp_path, name, data, transform, crs=UTM33):
-    return str(write_raster(tmp_path / name, data, transform=transform, crs=crs,
-                            nodata=float("nan"), tiled=True))
+    return str(
+        write_raster(
+            tmp_path / name, data, transform=transform, crs=crs, nodata=float("nan"), tiled=True
+        )
+    )
 
 
 def _grid(path):
@@ -59,8 +62,11 @@ def test_assess_comparability__aligned_pair_is_comparable(tmp_path):
     t = north_up(left=LEFT, top=TOP, res=RES)
     now = _cog(tmp_path, "now.tif", tex + 0.01, t)
     then = _cog(tmp_path, "then.tif", tex, t)
-    verdict = assess_comparability(grid=_grid(now), current=BatchRasters("b2", {"ndvi": now}, True),
-                                   previous=BatchRasters("b1", {"ndvi": then}, True))
+    verdict = assess_comparability(
+        grid=_grid(now),
+        current=BatchRasters("b2", {"ndvi": now}, True),
+        previous=BatchRasters("b1", {"ndvi": then}, True),
+    )
     assert verdict.comparable and verdict.reasons == ()
     assert np.hypot(*verdict.shift_px) < 0.2 and verdict.shared_fraction == pytest.approx(1.0)
 
@@ -72,8 +78,11 @@ def test_assess_comparability__dn_misregistered_and_disjoint_give_every_reason(t
     # the previous flight's orthomosaic is misregistered: its content sits 5 px west of this one's,
     # so it must move +5 px (east) to match: shift_px = [5, 0]
     then = _cog(tmp_path, "then.tif", big[20:276, 25:281], t)
-    verdict = assess_comparability(grid=_grid(now), current=BatchRasters("b2", {"ndvi": now}, True),
-                                   previous=BatchRasters("b1", {"ndvi": then}, False))
+    verdict = assess_comparability(
+        grid=_grid(now),
+        current=BatchRasters("b2", {"ndvi": now}, True),
+        previous=BatchRasters("b1", {"ndvi": then}, False),
+    )
     assert not verdict.comparable
     assert verdict.shift_px[0] == pytest.approx(5.0, abs=0.2)
     assert verdict.shift_px[1] == pytest.approx(0.0, abs=0.2)
@@ -81,10 +90,17 @@ def test_assess_comparability__dn_misregistered_and_disjoint_give_every_reason(t
     assert len(verdict.reasons) == 2, text
     assert "b1 has no explicit reflectance_scale" in text and "co-registration shift" in text
     # 70 % of this batch's area lies outside the previous flight
-    far = _cog(tmp_path, "far.tif", big[20:276, 20:276], north_up(left=LEFT + 0.7 * 256 * RES, top=TOP,
-                                                                    res=RES))
-    verdict = assess_comparability(grid=_grid(now), current=BatchRasters("b2", {"ndvi": now}, False),
-                                   previous=BatchRasters("b0", {"ndvi": far}, True))
+    far = _cog(
+        tmp_path,
+        "far.tif",
+        big[20:276, 20:276],
+        north_up(left=LEFT + 0.7 * 256 * RES, top=TOP, res=RES),
+    )
+    verdict = assess_comparability(
+        grid=_grid(now),
+        current=BatchRasters("b2", {"ndvi": now}, False),
+        previous=BatchRasters("b0", {"ndvi": far}, True),
+    )
     assert not verdict.comparable
     assert verdict.shared_fraction == pytest.approx(0.3, abs=0.01)
     text = " | ".join(verdict.reasons)
@@ -95,10 +111,21 @@ def _zones(grid: Grid, boxes: dict[str, tuple[float, float, float, float]]) -> l
     features = []
     for name, (l, b, r, t) in boxes.items():
         lon0, lat0, lon1, lat1 = transform_bounds(UTM33, "EPSG:4326", l, b, r, t)
-        features.append({"type": "Feature", "properties": {"name": name}, "geometry": {
-            "type": "Polygon", "coordinates": [[[l, b], [r, b], [r, t], [l, t], [l, b]]]}})
-    doc = {"type": "FeatureCollection", "crs": {"type": "name", "properties": {"name": UTM33}},
-           "features": features}
+        features.append(
+            {
+                "type": "Feature",
+                "properties": {"name": name},
+                "geometry": {
+                    "type": "Polygon",
+                    "coordinates": [[[l, b], [r, b], [r, t], [l, t], [l, b]]],
+                },
+            }
+        )
+    doc = {
+        "type": "FeatureCollection",
+        "crs": {"type": "name", "properties": {"name": UTM33}},
+        "features": features,
+    }
     return load_zones(json.dumps(doc).encode(), name="fields.geojson", grid=grid)
 
 
@@ -127,11 +154,22 @@ def test_analyse_change__equals_numpy_and_field_statistics(tmp_path, reprojected
     prev[-5:, :] = np.nan if not reprojected else prev[-5:, :]
     prev_path = _cog(tmp_path, "ndvi_prev.tif", prev, t_prev)
     grid = _grid(now_path)
-    zones = _zones(grid, {"north": (LEFT, TOP - 20, LEFT + 50, TOP),
-                          "south": (LEFT + 60, TOP - 80, LEFT + 100, TOP - 20)})
+    zones = _zones(
+        grid,
+        {
+            "north": (LEFT, TOP - 20, LEFT + 50, TOP),
+            "south": (LEFT + 60, TOP - 80, LEFT + 100, TOP - 20),
+        },
+    )
     (tmp_path / "out").mkdir()
-    result = analyse_change(grid=grid, current={"ndvi": now_path}, previous={"ndvi": prev_path},
-                            workdir=tmp_path / "out", zones=zones, chunks=64)
+    result = analyse_change(
+        grid=grid,
+        current={"ndvi": now_path},
+        previous={"ndvi": prev_path},
+        workdir=tmp_path / "out",
+        zones=zones,
+        chunks=64,
+    )
     with rasterio.open(tmp_path / "out" / "change_ndvi.tif") as src:
         got = src.read(1)
         assert src.transform == t_now and src.crs.to_string() == UTM33

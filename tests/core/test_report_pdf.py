@@ -186,8 +186,8 @@ def test_render_report__since_page_with_change_map_fields_and_series(tmp_path: P
     summary = Summary.model_validate(document)
     context = ReportContext.model_validate({**_context(tmp_path, summary).model_dump(),
         "maps": {**_context(tmp_path, summary).maps,
-                 "change_ndvi": _heatmap_png(tmp_path / "change.png", ramp="RdBu", vmin=-0.5, vmax=0.5,
-                                             shape=(150, 200))},
+                 "change_ndvi": _heatmap_png(tmp_path / "change.png", ramp="RdBu", vmin=-0.5,
+                                             vmax=0.5, shape=(150, 200))},
         "previous_zone_means": {zone: 0.7123},
         "site_series": {"": [("2026-06-04T10:00:00Z", 0.7), ("2026-06-14T10:32:00Z", 0.55)],
                         zone: [("2026-06-04T10:00:00Z", 0.7123), ("2026-06-14T10:32:00Z", 0.56)]}})

@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 from rasterio.errors import RasterioIOError
 
-from assets.analysis import _preview_md, _zones
+from assets.analysis import _preview_md, _zones, cog_encoding
 from assets.failures import decided_by_error_kind
 from pipeline.core.analysis import IndexAnalysis, ThermalAnalysis
 from pipeline.core.change import (
@@ -42,6 +42,7 @@ from pipeline.core.sites import (
 from pipeline.core.validation import ValidatedBatch
 from pipeline.core.zones import load_zones
 from pipeline.partitions import imagery_batches
+from pipeline.settings import get_settings
 from resources.dask import DaskResource
 from resources.io_managers import PublishedFiles, PublishedObjects
 from resources.object_store import ObjectStoreResource
@@ -178,6 +179,7 @@ def site_change(
                             workdir=Path(workdir),
                             zones=zones,
                             gdal_options=store.gdal_options(),
+                            encoding=cog_encoding(get_settings()),
                             log=context.log.info,
                         )
                     rasters = tuple(f for f in analysis.files if f.kind == "float32")

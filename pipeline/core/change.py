@@ -1,11 +1,12 @@
 """Change since a site's previous flight (DESIGN.md §3.3): comparability, change rasters, stats.
 
-Designed around two costs. The rasters can be far larger than memory, so the change raster is a
-lazy dask array whose every chunk reads its window of this batch's index COG and warps just the
-matching part of the previous batch's COG onto it (GDAL's warper reads only the source window a
-destination chunk needs, through range reads of the object store); the float COG, its heatmap and
-the statistics are computed from it in one `dask.compute`. The comparability check must be cheap
-and must come first: it reads the two reference rasters at a decimated resolution (≤ 1024 px, from
+Designed around two costs. The rasters can be far larger than memory, so the change is a kernel
+of the raster engine (`pipeline.core.engine`): each window task reads its window of this batch's
+index COG and warps just the matching part of the previous batch's COG onto it (GDAL's warper
+reads only the source window a destination window needs, through range reads of the object
+store), and returns the change, its paletted heatmap and the window's statistics; the blocks
+stream into local stages in the publishing process (no shared disk) and become COGs.
+The comparability check must be cheap and must come first: it reads the two reference rasters at a decimated resolution (≤ 1024 px, from
 the COG overviews) to measure the shared valid area, and one full-resolution window (≤ 1024²) of
 the overlap to estimate the co-registration shift by phase correlation with sub-pixel refinement.
 
@@ -21,23 +22,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import dask
-import dask.array as dsa
 import numpy as np
 import rasterio
-import xarray as xr
 from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.warp import reproject
 from rasterio.windows import Window
 
-from pipeline.core.cog import stage_rasters, translate_to_cog
+from pipeline.core.cog import CogEncoding, GridSpec
+from pipeline.core.engine import Layer, publish, run_windows
 from pipeline.core.grid import Grid
-from pipeline.core.outputs import object_name, preview_name
-from pipeline.core.preview import png_preview
-from pipeline.core.ramps import Scale, colorize
-from pipeline.core.stats import finalize, finalize_zone, lazy_stats
-from pipeline.core.zones import Zone, zone_labels
+from pipeline.core.outputs import object_name
+from pipeline.core.ramps import Scale, palette_index
+from pipeline.core.stats import Bins, LazyStats, block_table, finalize, finalize_zone
+from pipeline.core.zones import Zone, _label_block
 
 Log = Callable[[str], None]
 
@@ -186,43 +184,25 @@ def _read_window(
     return data
 
 
-def _change_block(
-    block_info=None, *, current: str, previous: str, transform: tuple, crs: str, gdal_options: tuple
-) -> np.ndarray:
-    (r0, r1), (c0, c1) = block_info[None]["array-location"]
-    window = Window(c0, r0, c1 - c0, r1 - r0)
-    now = _read_window(current, window=window, gdal_options=dict(gdal_options))
-    t = Affine(*transform) @ Affine.translation(c0, r0)
-    then = _read_on(
-        previous, transform=t, shape=now.shape, crs=crs, gdal_options=dict(gdal_options)
-    )
-    return (now - then).astype(np.float32)  # NaN where either is nodata
-
-
-def change_raster(
+def change_window(
     *,
-    grid: Grid,
     current: str,
     previous: str,
+    rows: tuple[int, int],
+    cols: tuple[int, int],
+    transform: tuple,
+    crs: Any,
     gdal_options: Mapping[str, str] | None = None,
-    chunks: int = 1024,
-) -> xr.DataArray:
-    """Lazy float32 change on `grid`: the COG at `current` (on `grid`) minus the COG at `previous`
-    resampled bilinearly onto `grid`; NaN where either is nodata."""
-    data = dsa.map_blocks(
-        _change_block,
-        current=current,
-        previous=previous,
-        transform=tuple(grid.transform)[:6],
-        crs=grid.crs.to_wkt(),
-        gdal_options=tuple(sorted((gdal_options or {}).items())),
-        chunks=dsa.core.normalize_chunks((chunks, chunks), grid.shape),
-        dtype=np.float32,
-        meta=np.empty((0, 0), dtype=np.float32),
-    )
-    x, y = grid.coords()
-    da = xr.DataArray(data, dims=("y", "x"), coords={"y": y, "x": x}, name="change")
-    return da.rio.write_crs(grid.crs).rio.write_transform(grid.transform)
+) -> np.ndarray:
+    """One window (row and column ranges of the grid of `current`) of the change: `current` minus
+    `previous` resampled bilinearly onto that window; float32, NaN where either is nodata. Only
+    the source window the destination needs is read from `previous` (GDAL's warper)."""
+    (r0, r1), (c0, c1) = rows, cols
+    options = dict(gdal_options or {})
+    now = _read_window(current, window=Window(c0, r0, c1 - c0, r1 - r0), gdal_options=options)
+    t = Affine(*transform) @ Affine.translation(c0, r0)
+    then = _read_on(previous, transform=t, shape=now.shape, crs=crs, gdal_options=options)
+    return (now - then).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -342,38 +322,74 @@ def assess_comparability(
 # Change rasters and statistics
 
 
-def _gain_loss_block(change: np.ndarray, labels: np.ndarray, *, groups: int) -> np.ndarray:
-    out = np.zeros((1, 1, groups, 2), dtype=np.float64)
-    gain = change > GAIN_THRESHOLD
-    loss = change < -GAIN_THRESHOLD
-    out[0, 0, 0] = gain.sum(), loss.sum()
-    if groups > 1:
-        out[0, 0, :, 0] += np.bincount(labels[gain], minlength=groups)[:groups] * (
-            np.arange(groups) > 0
-        )
-        out[0, 0, :, 1] += np.bincount(labels[loss], minlength=groups)[:groups] * (
-            np.arange(groups) > 0
-        )
-    return out
+def _gain_loss_table(change: np.ndarray, labels: np.ndarray | None, *, groups: int) -> np.ndarray:
+    """(groups, 4): pixels above +0.1, below -0.1, and two unused min/max columns, so the table
+    adds up like the engine's statistics tables (`combine_tables`)."""
+    table = np.zeros((groups, 4), dtype=np.float64)
+    table[:, 2], table[:, 3] = np.inf, -np.inf
+    gain, loss = change > GAIN_THRESHOLD, change < -GAIN_THRESHOLD
+    table[0, 0], table[0, 1] = np.count_nonzero(gain), np.count_nonzero(loss)
+    if labels is not None and groups > 1:
+        table[1:, 0] = np.bincount(labels[gain], minlength=groups)[1:groups]
+        table[1:, 1] = np.bincount(labels[loss], minlength=groups)[1:groups]
+    return table
 
 
-def _gain_loss(change: xr.DataArray, labels: xr.DataArray | None, groups: int) -> dsa.Array:
-    lab = (
-        labels.data.rechunk(change.data.chunks)
-        if labels is not None
-        else dsa.zeros(change.shape, chunks=change.data.chunks, dtype=np.int32)
-    )
-    tables = dsa.map_blocks(
-        _gain_loss_block,
-        change.data,
-        lab,
-        groups=groups,
-        new_axis=[2, 3],
-        chunks=(1, 1, groups, 2),
-        dtype=np.float64,
-        meta=np.empty((0, 0, 0, 0), dtype=np.float64),
-    )
-    return tables.sum(axis=(0, 1))
+@dataclass(frozen=True, repr=False)
+class ChangePass:
+    """The engine kernel (`pipeline.core.engine`): per window of this batch's grid, the change of
+    every index, its paletted heatmap, and its statistics tables (grid and zones)."""
+
+    current: Mapping[str, str]  # index -> GDAL path of this batch's COG
+    previous: Mapping[str, str]  # index -> GDAL path of the previous batch's COG
+    transform: tuple  # this grid's transform[:6]
+    crs: str  # this grid's CRS (WKT)
+    gdal_options: tuple  # (key, value) pairs
+    zones: tuple  # shapely geometries in the grid CRS, label i + 1
+    bins: Bins
+
+    def __repr__(self) -> str:
+        return f"ChangePass(indices={tuple(self.current)}, zones={len(self.zones)})"
+
+    @property
+    def layers(self) -> tuple[Layer, ...]:
+        out = []
+        for name in self.current:
+            out += [
+                Layer(_stem("change_{index}.tif", name), "float32"),
+                Layer(_stem("change_{index}_heatmap.tif", name), "palette", CHANGE_SCALE),
+            ]
+        return tuple(out)
+
+    def window(self, rows: tuple[int, int], cols: tuple[int, int]):
+        labels = None
+        if self.zones:
+            labels = _label_block(
+                self.zones, self.transform, block_info={None: {"array-location": [rows, cols]}}
+            )
+        groups = len(self.zones) + 1
+        blocks, tables = {}, {}
+        for name in self.current:
+            change = change_window(
+                current=self.current[name],
+                previous=self.previous[name],
+                rows=rows,
+                cols=cols,
+                transform=self.transform,
+                crs=self.crs,
+                gdal_options=dict(self.gdal_options),
+            )
+            blocks[_stem("change_{index}.tif", name)] = change
+            blocks[_stem("change_{index}_heatmap.tif", name)] = palette_index(
+                change, vmin=CHANGE_SCALE.vmin, vmax=CHANGE_SCALE.vmax
+            )
+            tables[name] = block_table(change, labels, bins=self.bins, groups=groups)
+            tables[f"{name}:gain_loss"] = _gain_loss_table(change, labels, groups=groups)
+        return blocks, tables
+
+
+def _stem(template: str, index: str) -> str:
+    return object_name(template, index).removesuffix(".tif")
 
 
 def _change_stats(stats: Mapping[str, Any], gain: float, loss: float, pixel_area: float) -> dict:
@@ -395,53 +411,42 @@ def analyse_change(
     workdir: Path,
     zones: Sequence[Zone] = (),
     gdal_options: Mapping[str, str] | None = None,
+    encoding: CogEncoding = CogEncoding(),
     chunks: int = 1024,
     log: Log = _quiet,
 ) -> ChangeAnalysis:
     """For every index in both `current` and `previous` (name -> GDAL path of its COG):
-    `change_<index>.tif`, its heatmap COG and PNG on CHANGE_SCALE, and the change statistics of
-    the grid and of each zone (DESIGN.md §3.5). Files are written to `workdir`."""
-    from pipeline.core.analysis import OutputFile
-
+    `change_<index>.tif`, its paletted heatmap COG and PNG on CHANGE_SCALE, and the change
+    statistics of the grid and of each zone (DESIGN.md §3.5), in one pass of the raster engine
+    (windows on the current dask setup, stages and COGs in this process). Files go to `workdir`."""
     started = time.monotonic()
     names = [n for n in current if n in previous]
-    labels = zone_labels(zones, grid=grid, chunks=chunks) if zones else None
-    groups = len(zones) + 1
     lo, hi = CHANGE_RANGE
-    bins = int(round((hi - lo) / CHANGE_BIN))
-    staged: dict[str, tuple[Path, str]] = {}
-    arrays, lazies = {}, {}
-    for name in names:
-        change = change_raster(
-            grid=grid,
-            current=current[name],
-            previous=previous[name],
-            gdal_options=gdal_options,
-            chunks=chunks,
-        )
-        heatmap = colorize(change, scale=CHANGE_SCALE)
-        for key, da, profile in (
-            (object_name("change_{index}.tif", name), change, "float32"),
-            (object_name("change_{index}_heatmap.tif", name), heatmap, "rgba"),
-        ):
-            staged[key] = (workdir / f"{key}.stage.tif", profile)
-            arrays[staged[key][0]] = da
-        lazies[name] = (
-            lazy_stats(change, lo=lo, hi=hi, bins=bins, labels=labels, n_labels=len(zones)),
-            _gain_loss(change, labels, groups),
-        )
-    task = stage_rasters(arrays) if arrays else None
-    t0 = time.monotonic()
-    _, computed = dask.compute(task, lazies)
-    log(
-        f"Change: {len(names)} index(es) on a {grid.width} × {grid.height} grid in "
-        f"{time.monotonic() - t0:.1f} s"
+    bins = Bins(lo=lo, hi=hi, bins=int(round((hi - lo) / CHANGE_BIN)))
+    kernel = ChangePass(
+        current={n: current[n] for n in names},
+        previous={n: previous[n] for n in names},
+        transform=tuple(grid.transform)[:6],
+        crs=grid.crs.to_wkt(),
+        gdal_options=tuple(sorted((gdal_options or {}).items())),
+        zones=tuple(z.geometry for z in zones),
+        bins=bins,
+    )
+    spec = GridSpec(grid.crs, grid.transform, grid.width, grid.height)
+    tables, stages = run_windows(
+        kernel,
+        grid=spec,
+        chunks=chunks,
+        workdir=workdir,
+        encoding=encoding,
+        label="Change",
+        log=log,
     )
     area = grid.pixel_area_m2
     indices, by_zone = {}, {z.name: {} for z in zones}
     for name in names:
-        parts, gl = computed[name]
-        gl = np.asarray(gl)
+        parts = LazyStats.from_table(tables[name], bins=bins)
+        gl = tables[f"{name}:gain_loss"]
         whole = finalize(parts, grid_pixels=grid.width * grid.height, pixel_area_m2=area)
         indices[name] = {
             **_change_stats(whole, gl[0, 0], gl[0, 1], area),
@@ -450,16 +455,7 @@ def analyse_change(
         for i, zone in enumerate(zones):
             z = finalize_zone(parts, label=i + 1)
             by_zone[zone.name][name] = _change_stats(z, gl[i + 1, 0], gl[i + 1, 1], area)
-    files = []
-    for key, (stage, profile) in staged.items():
-        cog = workdir / key
-        translate_to_cog(stage, cog, profile=profile)
-        stage.unlink()
-        files.append(OutputFile(key, cog, profile))
-        if profile == "rgba":
-            png = workdir / preview_name(key.removesuffix("_heatmap.tif"))
-            png_preview(cog, png)
-            files.append(OutputFile(png.name, png, "png"))
+    files = publish(stages, workdir=workdir, log=log)
     return ChangeAnalysis(
         indices=indices, zones=by_zone, files=files, seconds=time.monotonic() - started
     )
@@ -469,9 +465,10 @@ __all__ = [
     "CHANGE_SCALE",
     "BatchRasters",
     "ChangeAnalysis",
+    "ChangePass",
     "Comparability",
     "analyse_change",
     "assess_comparability",
-    "change_raster",
+    "change_window",
     "phase_shift",
 ]

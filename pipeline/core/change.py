@@ -6,9 +6,10 @@ index COG and warps just the matching part of the previous batch's COG onto it (
 reads only the source window a destination window needs, through range reads of the object
 store), and returns the change, its paletted heatmap and the window's statistics; the blocks
 stream into local stages in the publishing process (no shared disk) and become COGs.
-The comparability check must be cheap and must come first: it reads the two reference rasters at a decimated resolution (≤ 1024 px, from
-the COG overviews) to measure the shared valid area, and one full-resolution window (≤ 1024²) of
-the overlap to estimate the co-registration shift by phase correlation with sub-pixel refinement.
+The comparability check must be cheap and must come first: it reads the two reference rasters
+at a decimated resolution (≤ 1024 px, from the COG overviews) to measure the shared valid area,
+and one full-resolution window (≤ 1024²) of the overlap to estimate the co-registration shift by
+phase correlation with sub-pixel refinement.
 
 Dagster-free; the caller picks the scheduler and publishes the files.
 """

@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 from rasterio.errors import RasterioIOError
 
-from assets.analysis import _preview_md, _zones, cog_encoding
+from assets.analysis import _preview_md, _workdir, _zones, cog_encoding
 from assets.failures import decided_by_error_kind
 from pipeline.core.analysis import IndexAnalysis, ThermalAnalysis
 from pipeline.core.change import (
@@ -166,7 +166,7 @@ def site_change(
                     if zones_bytes
                     else []
                 )
-                with dask_resource.scratch(f"{batch.batch_id}-change") as workdir:
+                with _workdir(f"{batch.batch_id}-change") as workdir:
                     with dask_resource.session() as scheduler:
                         context.log.info(
                             f"Batch {batch.batch_id}: change since {previous.batch_id} "

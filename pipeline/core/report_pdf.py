@@ -450,6 +450,7 @@ def _management_zones_section(summary: Summary, context: ReportContext) -> list[
                   Paragraph("Canopy cover: share of the field's valid pixels whose NDVI is at or "
                             "above the server's canopy threshold (IMAGERY_CANOPY_NDVI).", SMALL)]
     story += [Paragraph(escape(note), SMALL) for note in context.zone_notes]
+    return story
 
 
 CHANGE_INDEX = "ndvi"  # the index of the "Since" page (the one agronomists act on)

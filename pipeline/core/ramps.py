@@ -1,8 +1,10 @@
 """Colour ramps as data: the ONE colour table of a scale, and the value -> palette index kernel
 (DESIGN.md §3.1).
 
-A heatmap is a paletted uint8 raster. A valid value v maps to the palette index
-``p = 1 + min(floor((clip(v, vmin, vmax) - vmin) / (vmax - vmin) * 255), 254)``, nodata (NaN) to 0.
+A heatmap is a paletted uint8 raster. A valid (finite) value v maps to the palette index
+``p = 1 + min(floor((clip(v, vmin, vmax) - vmin) / (vmax - vmin) * 255), 254)``, computed in
+float64; nodata (NaN) and ±inf map to 0. `palette_index` is the only implementation: the heatmap
+COGs, the API's map tiles and legends, the PNG preview and the PDF legend all call it.
 `colour_table(ramp)` is the (256, 4) RGBA table: entry 0 is (0, 0, 0, 0), entry p is the matplotlib
 colormap sampled at (p - 1) / 254 with alpha 255. The heatmap COG carries this table, the PNG
 preview expands it, and the PDF legend and histogram take their colours from it
@@ -46,25 +48,6 @@ class Scale:
 
 
 @lru_cache(maxsize=None)
-def _lut(ramp: str) -> np.ndarray:
-    from matplotlib import colormaps  # deferred: matplotlib is slow to import
-
-    try:
-        cmap = colormaps[ramp]
-    except KeyError:
-        raise ValueError(f"unknown colour ramp {ramp!r}; use a matplotlib colormap name") from None
-    rgba = cmap(np.linspace(0.0, 1.0, N_COLOURS))
-    table = np.round(rgba[:, :3] * 255.0).astype(np.uint8)
-    table.flags.writeable = False
-    return table
-
-
-def lut(ramp: str) -> np.ndarray:
-    """The (256, 3) uint8 RGB lookup table of `ramp` (read-only, cached)."""
-    return _lut(ramp)
-
-
-@lru_cache(maxsize=None)
 def _colour_table(ramp: str) -> np.ndarray:
     from matplotlib import colormaps  # deferred: matplotlib is slow to import
 
@@ -93,20 +76,26 @@ def gdal_colormap(ramp: str) -> dict[int, tuple[int, int, int, int]]:
 
 def palette_index(values: np.ndarray, *, vmin: float, vmax: float,
                   out: np.ndarray | None = None) -> np.ndarray:
-    """The heatmap kernel: uint8 palette index of each value, 0 where NaN (DESIGN.md §3.1).
+    """The heatmap kernel, the ONE value -> palette index mapping (DESIGN.md §3.1): uint8
+    ``1 + min(floor((clip(v, vmin, vmax) - vmin) / (vmax - vmin) * 255), 254)`` for a finite v,
+    0 (transparent) for NaN and ±inf.
 
-    float32 arithmetic without float64 temporaries; `vmin`/`vmax` fixed per scale, never per chunk.
+    Computed in float64, in the formula's order of operations, so a value on a palette boundary
+    lands where the formula puts it whatever the input dtype (float32 arithmetic puts some one
+    entry low). Called per window or tile, so the float64 temporary is one window's size.
+    `vmin`/`vmax` are fixed per scale, never per chunk.
     """
     values = np.asarray(values)
-    f = np.float32
-    t = np.clip(values, f(vmin), f(vmax)).astype(np.float32, copy=False)
-    t -= f(vmin)
-    t /= f(vmax) - f(vmin)
-    t *= f(N_PALETTE)
+    vmin, vmax = float(vmin), float(vmax)
+    t = values.astype(np.float64)  # a copy: the input is never written
+    np.clip(t, vmin, vmax, out=t)
+    t -= vmin
+    t /= vmax - vmin
+    t *= N_PALETTE
     np.floor(t, out=t)
-    np.minimum(t, f(N_PALETTE - 1), out=t)
-    t += f(1)
-    t[np.isnan(values)] = 0
+    np.minimum(t, N_PALETTE - 1, out=t)
+    t += 1
+    t[~np.isfinite(values)] = 0
     if out is None:
         out = np.empty(values.shape, dtype=np.uint8)
     np.copyto(out, t, casting="unsafe")
@@ -115,7 +104,7 @@ def palette_index(values: np.ndarray, *, vmin: float, vmax: float,
 
 def colours(scale: Scale, values) -> np.ndarray:
     """(n, 4) uint8 RGBA colour of each value as the heatmap shows it (clipped to the scale;
-    NaN → transparent): `colour_table` at `palette_index`. For legends and charts."""
+    NaN, ±inf → transparent): `colour_table` at `palette_index`. For legends, charts, tiles."""
     index = palette_index(np.asarray(values, dtype=np.float64).ravel(), vmin=float(scale.vmin),
                           vmax=float(scale.vmax))
     return colour_table(scale.ramp)[index]

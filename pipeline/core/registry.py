@@ -37,7 +37,7 @@ from pipeline.core.manifest import OPTICAL_BANDS
 from pipeline.core.ramps import Scale
 
 __all__ = [
-    "BUILTINS", "ClassDef", "IndexDef", "INDICES", "NDVI_CLASSES", "Registry", "Scale",
+    "BUILTINS", "CHANGE_SCALE", "ClassDef", "IndexDef", "INDICES", "NDVI_CLASSES", "Registry", "Scale",
     "THERMAL_SCALE", "available_indices", "build_registry", "compute", "load_custom_indices",
 ]
 
@@ -170,6 +170,10 @@ a field can be compared over a season. 0-60 °C covers crop canopy (typically 15
 stressed canopy runs a few degrees above air temperature) and sun-heated bare soil (up to ~60 °C);
 colder or hotter pixels are clipped to the end colours (their values stay in thermal_c.tif).
 """
+
+CHANGE_SCALE = Scale("RdBu", -0.5, 0.5)
+"""Heatmap scale of every `change_<index>` raster (DESIGN.md §3.3): this batch's index minus the
+previous flight's, whatever the index; larger changes are clipped to the end colours."""
 
 FORMULA_BANDS = OPTICAL_BANDS
 """The bands a custom formula may read: the reflectance bands on the batch grid."""

@@ -34,13 +34,13 @@ from pipeline.core.cog import CogEncoding, GridSpec
 from pipeline.core.engine import Layer, publish, run_windows
 from pipeline.core.grid import Grid
 from pipeline.core.outputs import object_name
-from pipeline.core.ramps import Scale, palette_index
+from pipeline.core.ramps import palette_index
+from pipeline.core.registry import CHANGE_SCALE  # DESIGN.md §3.3, with the other fixed scales
 from pipeline.core.stats import Bins, LazyStats, block_table, finalize, finalize_zone
 from pipeline.core.zones import Zone, _label_block
 
 Log = Callable[[str], None]
 
-CHANGE_SCALE = Scale(ramp="RdBu", vmin=-0.5, vmax=0.5)
 GAIN_THRESHOLD = 0.1  # gain: change strictly above +0.1; loss: strictly below -0.1
 MIN_SHARED_FRACTION = 0.5
 MAX_SHIFT_PX = 2.0

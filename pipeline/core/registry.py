@@ -37,8 +37,8 @@ from pipeline.core.manifest import OPTICAL_BANDS
 from pipeline.core.ramps import Scale
 
 __all__ = [
-    "BUILTINS", "CHANGE_SCALE", "ClassDef", "IndexDef", "INDICES", "NDVI_CLASSES", "Registry", "Scale",
-    "THERMAL_SCALE", "available_indices", "build_registry", "compute", "load_custom_indices",
+    "BUILTINS", "CHANGE_SCALE", "ClassDef", "IndexDef", "INDICES", "NDVI_CLASSES", "Registry",
+    "Scale", "THERMAL_SCALE", "available_indices", "build_registry", "compute", "load_custom_indices",
 ]
 
 SETTING = "IMAGERY_INDICES_FILE"

@@ -38,7 +38,8 @@ from pipeline.core.ramps import Scale
 
 __all__ = [
     "BUILTINS", "CHANGE_SCALE", "ClassDef", "IndexDef", "INDICES", "NDVI_CLASSES", "Registry",
-    "Scale", "THERMAL_SCALE", "available_indices", "build_registry", "compute", "load_custom_indices",
+    "Scale", "THERMAL_SCALE", "available_indices", "build_registry", "compute",
+    "load_custom_indices",
 ]
 
 SETTING = "IMAGERY_INDICES_FILE"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 
 import numpy as np
 import pytest
@@ -14,12 +15,22 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from pyproj import Transformer
 
-from pipeline.api.layers import palette, palette_index
-from pipeline.core.registry import INDICES
+from pipeline.core.ramps import colour_table
+from pipeline.core.registry import CHANGE_SCALE, INDICES, THERMAL_SCALE
 from pipeline.storage import LocalObjectStore
 from tests.api_world import (AUTH, DIGEST, TOKEN, local_store, make_app, open_instance,
                              tile_of, tile_pixel_lonlat)
 
+
+
+def design_index(v: float, scale) -> int:
+    """DESIGN.md §3.1 written out here, independently of the code under test, in Python floats
+    (float64): 1 + min(floor((clip(v, vmin, vmax) - vmin) / (vmax - vmin) * 255), 254) for a
+    finite v, 0 (transparent) otherwise."""
+    if not math.isfinite(v):
+        return 0
+    clipped = min(max(v, scale.vmin), scale.vmax)
+    return 1 + min(math.floor((clipped - scale.vmin) / (scale.vmax - scale.vmin) * 255), 254)
 
 
 @pytest.fixture
@@ -279,7 +290,7 @@ def test_api__tiles_use_the_fixed_scale_and_are_transparent_outside(client, proc
     x, y = tile_of((west + east) / 2, (south + north) / 2, z)
     tile = _png(client.get(f"/tiles/{processed.demo}/ndvi/{z}/{x}/{y}.png", headers=AUTH))
     assert tile.shape == (256, 256, 4) and (tile[..., 3] == 255).mean() > 0.5
-    table = palette(INDICES["ndvi"].scale)
+    table = colour_table(INDICES["ndvi"].scale.ramp)
     assert summary["indices"]["ndvi"]["scale"] == INDICES["ndvi"].scale.as_dict()
     checked = 0
     for px, py in [(40, 40), (128, 128), (200, 60), (60, 210)]:
@@ -288,8 +299,8 @@ def test_api__tiles_use_the_fixed_scale_and_are_transparent_outside(client, proc
             continue  # at the data's edge
         # Bilinear resampling gives a value between the neighbouring pixels' extremes, so the
         # tile's colour is a palette entry between theirs.
-        low, high = palette_index(np.array([np.min(around), np.max(around)]),
-                                  INDICES["ndvi"].scale)
+        low, high = (design_index(float(v), INDICES["ndvi"].scale)
+                     for v in (np.min(around), np.max(around)))
         matches = [p for p in range(1, 256) if (table[p] == tile[py, px]).all()]
         assert any(low <= p <= high for p in matches), (around, tile[py, px], matches)
         checked += 1
@@ -412,8 +423,6 @@ def _write_cog(path, data, *, nodata, colormap=None) -> None:
 def test_api__change_and_zone_layers_render_their_values_exactly(empty):
     """Synthetic layers: a constant change of +0.25 in the west half (NaN in the east), and
     management-zone classes 1 (north) and 2 (south) with their own colour table."""
-    from pipeline.api.layers import CHANGE_SCALE
-
     c, _, root = empty
     change = np.full((256, 256), np.nan, dtype=np.float32)
     change[:, :128] = 0.25
@@ -431,7 +440,7 @@ def test_api__change_and_zone_layers_render_their_values_exactly(empty):
         500_064.0, 5_299_936.0)
     z = 19
     x, y = tile_of(lon, lat, z)
-    expected_change = palette(CHANGE_SCALE)[palette_index(np.array([0.25]), CHANGE_SCALE)[0]]
+    expected_change = colour_table("RdBu")[design_index(0.25, CHANGE_SCALE)]
     tiles = {layer: _png(c.get(f"/tiles/synthetic-1/{layer}/{z}/{x}/{y}.png", headers=AUTH))
              for layer in ("change_ndvi", "management_zones")}
     seen = {"west": 0, "east": 0, 1: 0, 2: 0}
@@ -455,3 +464,60 @@ def test_api__change_and_zone_layers_render_their_values_exactly(empty):
     data = c.get("/map/synthetic-1/data.json", headers=AUTH).json()
     assert [l["name"] for l in data["layers"]] == ["change_ndvi", "management_zones"]
     assert data["layers"][0]["scale"] == {"ramp": "RdBu", "vmin": -0.5, "vmax": 0.5}
+
+
+# Every fixed scale a tile can use, by a layer drawn on it: each built-in index, thermal, change.
+SCALED_LAYERS = {**{name: (f"{name}.tif", index.scale) for name, index in INDICES.items()},
+                 "thermal": ("thermal_c.tif", THERMAL_SCALE),
+                 "change_ndvi": ("change_ndvi.tif", CHANGE_SCALE)}
+BLOCK = 6  # pixels of 0.5 m per value: a tile pixel at a block's centre samples that value only
+
+
+def _tile_pixel(lon: float, lat: float, z: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The XYZ tile (x, y) holding (lon, lat) at zoom z and the pixel (px, py) in it."""
+    n = 256 << z
+    fx = (lon + 180.0) / 360.0 * n
+    fy = (1.0 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2.0 * n
+    return (int(fx) // 256, int(fy) // 256), (int(fx) % 256, int(fy) % 256)
+
+
+def test_api__tiles_and_legends_are_the_design_formula_at_every_palette_boundary(empty):
+    """For every scale: a COG of blocks of vmin + k (vmax - vmin) / 255, k = 0..255 (and NaN, ±inf);
+    the tile pixel at each block's centre has the table colour of the §3.1 index of that value,
+    computed here, and each legend stop of /map/…/data.json too."""
+    c, _, root = empty
+    batch = "palette-stops-1"
+    heatmaps = root / "analysis-heatmaps" / batch
+    (root / "reports" / batch).mkdir(parents=True)
+    (root / "reports" / batch / "summary.json").write_text(json.dumps({"indices": {}}))
+    to_lonlat = Transformer.from_crs("EPSG:32633", "EPSG:4326", always_xy=True)
+    z = 18
+    for layer, (name, scale) in SCALED_LAYERS.items():
+        stops = [scale.vmin + k * (scale.vmax - scale.vmin) / 255 for k in range(256)]
+        values = np.array(stops + [np.nan, np.inf, -np.inf] + [0.0] * 13, np.float32)
+        blocks = values.reshape(17, 16)
+        _write_cog(heatmaps / name, np.kron(blocks, np.ones((BLOCK, BLOCK), np.float32)),
+                   nodata=float("nan"))
+        table = colour_table(scale.ramp)
+        tiles: dict[tuple[int, int], np.ndarray] = {}
+        wrong = []
+        for (row, col), value in np.ndenumerate(blocks):
+            east = 500_000.0 + (col + 0.5) * BLOCK * 0.5
+            north = 5_300_000.0 - (row + 0.5) * BLOCK * 0.5
+            (x, y), (px, py) = _tile_pixel(*to_lonlat.transform(east, north), z)
+            if (x, y) not in tiles:
+                tiles[(x, y)] = _png(c.get(f"/tiles/{batch}/{layer}/{z}/{x}/{y}.png",
+                                           headers=AUTH))
+            want = table[design_index(float(value), scale)]
+            if not (tiles[(x, y)][py, px] == want).all():
+                wrong.append((float(value), tuple(tiles[(x, y)][py, px]), tuple(want)))
+        assert not wrong, (layer, wrong)
+    data = c.get(f"/map/{batch}/data.json", headers=AUTH).json()
+    assert {layer["name"] for layer in data["layers"]} == set(SCALED_LAYERS)
+    for layer in data["layers"]:
+        scale = SCALED_LAYERS[layer["name"]][1]
+        table = colour_table(scale.ramp)
+        assert layer["scale"] == scale.as_dict()
+        for stop in layer["legend"]:
+            rgb = table[design_index(stop["value"], scale), :3]
+            assert stop["color"] == "#%02x%02x%02x" % tuple(int(c) for c in rgb), (layer, stop)

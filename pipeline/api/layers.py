@@ -1,23 +1,19 @@
 """The map layers of a batch and their fixed colour scales (DESIGN.md §3.1, §6).
 
 A layer is a float COG of the batch (an index, `change_<index>`, `thermal` from thermal_c.tif) or
-the class raster `management_zones`. Colours follow §3.1 exactly: value v of a scale
-(ramp, vmin, vmax) takes palette entry `p = 1 + min(floor((clip(v) - vmin) / (vmax - vmin) * 255),
-254)`, whose colour is the ramp sampled at `(p - 1) / 254`; entry 0 is transparent. So a tile, the
-heatmap COG, the PNG preview and the PDF legend agree on what a colour means.
+the class raster `management_zones`. Colours follow §3.1 through the core's one kernel and table
+(`pipeline.core.ramps.palette_index`, `colour_table`), the very ones the heatmap COG, the PNG
+preview and the PDF legend use, so all of them agree on what a colour means.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
-
-import numpy as np
 
 from pipeline.core.outputs import batch_key, lookup, object_name
-from pipeline.core.registry import INDICES, THERMAL_SCALE, Scale
+from pipeline.core.ramps import legend_stops
+from pipeline.core.registry import CHANGE_SCALE, INDICES, THERMAL_SCALE, Scale
 
-CHANGE_SCALE = Scale("RdBu", -0.5, 0.5)  # DESIGN.md §3.3
 ZONES_LAYER = "management_zones"
 
 
@@ -33,42 +29,13 @@ class Layer:
         """`n` values from vmin to vmax, each with the colour a tile gives it."""
         if self.scale is None:
             return []
-        values = np.linspace(self.scale.vmin, self.scale.vmax, n)
-        colours = palette(self.scale)[palette_index(values, self.scale)]
-        return [{"value": float(v), "color": "#%02x%02x%02x" % tuple(int(c) for c in rgba[:3])}
-                for v, rgba in zip(values, colours, strict=True)]
+        return [{"value": value, "color": "#%02x%02x%02x" % rgb}
+                for value, rgb in legend_stops(self.scale, n)]
 
     def as_dict(self) -> dict:
         scale = None if self.scale is None else self.scale.as_dict()
         return {"name": self.name, "title": self.title, "unit": self.unit, "scale": scale,
                 "legend": self.legend()}
-
-
-@lru_cache(maxsize=64)
-def _palette(ramp: str, vmin: float, vmax: float) -> np.ndarray:
-    from matplotlib import colormaps  # deferred: slow to import
-
-    cmap = colormaps[ramp]
-    table = np.zeros((256, 4), dtype=np.uint8)
-    table[1:] = np.round(cmap((np.arange(1, 256) - 1) / 254.0) * 255.0).astype(np.uint8)
-    table[1:, 3] = 255
-    table.flags.writeable = False
-    return table
-
-
-def palette(scale: Scale) -> np.ndarray:
-    """The (256, 4) RGBA table of `scale` (§3.1): entry 0 transparent, 1-255 the ramp."""
-    return _palette(scale.ramp, float(scale.vmin), float(scale.vmax))
-
-
-def palette_index(values: np.ndarray, scale: Scale) -> np.ndarray:
-    """Palette entry of each value: 1-255 where finite, 0 where not."""
-    values = np.asarray(values, dtype=np.float64)
-    valid = np.isfinite(values)
-    t = (np.clip(np.where(valid, values, scale.vmin), scale.vmin, scale.vmax) - scale.vmin) \
-        / (scale.vmax - scale.vmin)
-    p = 1 + np.minimum(np.floor(t * 255.0), 254).astype(np.intp)
-    return np.where(valid, p, 0)
 
 
 # Map layer <-> the float (or class) COG it is drawn from, by catalogue entry.

@@ -26,9 +26,10 @@ from rasterio.warp import transform_bounds
 from pipeline.api.auth import require_auth
 from pipeline.api.context import ApiContext, api_context
 from pipeline.api.imagery import checked_batch_id
-from pipeline.api.layers import Layer, layer_for, palette, palette_index
+from pipeline.api.layers import Layer, layer_for
 from pipeline.api.reports import read_summary
 from pipeline.api.schemas import ErrorOut
+from pipeline.core.ramps import colour_table, palette_index
 from pipeline.storage import ObjectStore
 
 TILE = 256
@@ -107,7 +108,8 @@ def render_tile(*, store: ObjectStore, bucket: str, layer: Layer, z: int, x: int
         rgba = table[values.astype(np.uint8)]
     else:
         values = np.where(values == nodata, np.nan, values) if not math.isnan(nodata) else values
-        rgba = palette(layer.scale)[palette_index(values, layer.scale)]
+        scale = layer.scale
+        rgba = colour_table(scale.ramp)[palette_index(values, vmin=scale.vmin, vmax=scale.vmax)]
     if not rgba[..., 3].any():
         return empty_tile()
     return _png(np.ascontiguousarray(rgba))

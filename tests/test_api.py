@@ -77,9 +77,26 @@ PROTECTED = [
     ("POST", "/analysis-runs", {"batch_id": "demo-farm-2026-06-14"}),
     ("GET", "/reports/demo-farm-2026-06-14", None),
     ("GET", "/tiles/demo-farm-2026-06-14/ndvi/16/35495/23072.png", None),
-    ("GET", "/map/demo-farm-2026-06-14/data.json", None),
     ("GET", "/metrics", None),
+    ("GET", "/openapi.json", None),
+    ("GET", "/docs", None),
+    ("GET", "/redoc", None),
 ]
+# Bodies a route would refuse (422, 413) if it read them: without a token it must not (§6).
+MALFORMED = [
+    ("POST", "/imagery", b"{not json"),
+    ("POST", "/imagery", b"1"),
+    ("POST", "/imagery", b"{" + b" " * 1_100_000 + b"}"),
+    ("POST", "/imagery", json.dumps({"not": "a manifest"}).encode()),
+    ("POST", "/analysis-runs", b"[1, 2"),
+    ("POST", "/analysis-runs", json.dumps({"batch_id": "../x"}).encode()),
+    ("POST", "/imagery/..x/complete", b""),
+    ("GET", "/tiles/..x/ndvi/99/-1/0.png", b""),
+]
+MAP_ROUTES = ["/map/demo-farm-2026-06-14", "/map/demo-farm-2026-06-14/data.json"]
+UNAUTHENTICATED = [{}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"},
+                   {"Authorization": f"Bearer {DIGEST}"}]
+UNAUTHENTICATED_IDS = ["none", "wrong", "not-bearer", "the-digest"]
 
 
 def test_api__healthz_needs_no_token(empty):
@@ -87,21 +104,31 @@ def test_api__healthz_needs_no_token(empty):
     assert c.get("/healthz").json() == {"ok": True}
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"},
-                                     {"Authorization": f"Basic {TOKEN}"},
-                                     {"Authorization": f"Bearer {DIGEST}"}],
-                         ids=["none", "wrong", "not-bearer", "the-digest"])
+@pytest.mark.parametrize("headers", UNAUTHENTICATED, ids=UNAUTHENTICATED_IDS)
 def test_api__every_route_without_a_valid_token_is_401_and_writes_nothing(empty, headers):
     c, _, root = empty
     c.post("/imagery", json=_upload_body("prepared"), headers=AUTH)  # one pending upload
     before = _files(root)
-    for method, url, body in PROTECTED + [("POST", "/imagery/prepared/complete", None),
-                                          ("POST", "/imagery", {"not": "a manifest"})]:
+    for method, url, body in PROTECTED + [("POST", "/imagery/prepared/complete", None)]:
         response = c.request(method, url, json=body, headers=headers)
         assert response.status_code == 401, (method, url, response.text)
         assert set(response.json()) == {"detail"}
         assert "Bearer" in response.headers["www-authenticate"]
+    for method, url, content in MALFORMED:
+        response = c.request(method, url, content=content,
+                             headers={**headers, "Content-Type": "application/json"})
+        assert response.status_code == 401, (method, url, content[:20], response.text)
+        assert set(response.json()) == {"detail"} and "Bearer" in response.json()["detail"]
     assert _files(root) == before
+
+
+@pytest.mark.parametrize("headers", UNAUTHENTICATED, ids=UNAUTHENTICATED_IDS)
+def test_api__every_map_route_without_a_valid_token_redirects_to_login(empty, headers):
+    c, _, _ = empty
+    for url in MAP_ROUTES:
+        response = c.get(url, headers=headers, follow_redirects=False)
+        assert response.status_code == 303, (url, response.text)
+        assert response.headers["location"] == "/login?next=%2Fmap%2Fdemo-farm-2026-06-14"
 
 
 def test_api__without_configured_tokens_everything_but_healthz_is_refused(tmp_path):
@@ -395,9 +422,11 @@ def test_api__errors_are_json_without_a_stack_trace(client, processed, tmp_path)
     assert client.get("/nowhere", headers=AUTH).json() == {"detail": "Not Found"}
 
 
-def test_api__openapi_documents_every_route(empty):
+def test_api__openapi_documents_every_route_and_needs_a_token(empty):
     c, _, _ = empty
-    paths = c.get("/openapi.json").json()["paths"]
+    refused = c.get("/openapi.json")
+    assert refused.status_code == 401 and set(refused.json()) == {"detail"}
+    paths = c.get("/openapi.json", headers=AUTH).json()["paths"]
     for route in ("/imagery", "/imagery/{batch_id}/complete", "/imagery/{batch_id}",
                   "/analysis-runs", "/reports/{batch_id}",
                   "/tiles/{batch_id}/{layer}/{z}/{x}/{y}.png", "/map/{batch_id}", "/metrics",
@@ -405,6 +434,9 @@ def test_api__openapi_documents_every_route(empty):
         assert route in paths, route
     schema = paths["/imagery"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert schema["$ref"].endswith("ImageryCreate")
+    # No interactive documentation pages (they would load scripts from a CDN).
+    assert c.get("/docs", headers=AUTH).status_code == 404
+    assert c.get("/redoc", headers=AUTH).status_code == 404
 
 
 def _write_cog(path, data, *, nodata, colormap=None) -> None:

@@ -179,3 +179,24 @@ def test_viewer__sign_in_layers_legend_fields_and_swipe(served):
     hosts = {urlsplit(u).hostname for u in requests if not u.startswith("data:")}
     assert hosts == {"127.0.0.1"}, hosts
     assert errors == [], errors
+
+
+def test_viewer__a_session_ending_while_the_page_loads_goes_to_sign_in(served):
+    """/map/…/data.json without a session redirects to /login (DESIGN.md §6); the page follows."""
+    base, world = served["url"], served["world"]
+    with chromium_page() as page:
+        page.goto(f"{base}/login?next=/map/{world.demo}")
+        page.fill("#token", TOKEN)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{base}/map/{world.demo}")
+
+        def without_session(route):  # the session ends between the page and its data
+            headers = {k: v for k, v in route.request.all_headers().items()
+                       if k.lower() != "cookie"}
+            page.context.clear_cookies()
+            route.continue_(headers=headers)
+
+        page.route("**/data.json", without_session)
+        page.reload()
+        page.wait_for_url(f"{base}/login?next=%2Fmap%2F{world.demo}")
+        assert page.locator("#token").count() == 1

@@ -1,4 +1,11 @@
-"""The app factory of `imagery-pipeline serve`: routers, JSON errors, size limit, metrics.
+"""The app factory of `imagery-pipeline serve`: auth, routers, JSON errors, size limit, metrics.
+
+Authentication comes first (`RequireAuth`, DESIGN.md §6): a request without a valid bearer token
+or session cookie is answered 401 JSON (a `/map/…` page: a redirect to /login) before routing,
+before the size limit and before any body is read, so a malformed or oversized body without a
+token is a 401 too, and nothing else happens. Exempt: /healthz, /login, the viewer's static files
+and the local store's signed /store/ URLs (their signature is the authorisation). The OpenAPI
+document needs a token like every other route; there are no /docs or /redoc pages.
 
 Every error is JSON `{"detail": "..."}`: validation errors name the field (`body.images.0.path`)
 and say what is wrong; an unexpected exception is logged here and answered 500 with an opaque
@@ -11,16 +18,18 @@ from __future__ import annotations
 import logging
 from importlib import resources
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from pipeline.api import imagery, reports, runs, store_urls, tiles, viewer
-from pipeline.api.auth import require_auth
+from pipeline.api.auth import auth_problem, require_auth
 from pipeline.api.context import ApiConfig, ApiContext
 from pipeline.api.metrics import build_registry
 from pipeline.api.schemas import ErrorOut, Health
@@ -87,17 +96,63 @@ class _TooLarge(Exception):
     pass
 
 
+PUBLIC_PATHS = frozenset({"/healthz", "/login"})
+PUBLIC_PREFIXES = ("/static/", "/store/")  # /store/: the URL's signature is the authorisation
+
+
+def login_redirect(path: str) -> RedirectResponse:
+    """A `/map/…` request without a session: to /login, then back to that batch's map page."""
+    parts = path.split("/")  # "", "map", batch_id, ...
+    target = f"/map/{parts[2]}" if len(parts) > 2 and parts[2] else "/"
+    return RedirectResponse(f"/login?next={quote(target, safe='')}",
+                            status_code=status.HTTP_303_SEE_OTHER)
+
+
+class RequireAuth:
+    """ASGI middleware: DESIGN.md §6 auth before anything else happens (see the module doc)."""
+
+    def __init__(self, app, *, ctx: ApiContext) -> None:
+        self.app, self.ctx = app, ctx
+
+    async def __call__(self, scope, receive, send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        problem = auth_problem(Request(scope), self.ctx)  # headers and cookies; no body read
+        if problem is None:
+            await self.app(scope, receive, send)
+            return
+        if path.startswith("/map/"):
+            response = login_redirect(path)
+        else:
+            response = JSONResponse({"detail": problem}, status_code=status.HTTP_401_UNAUTHORIZED,
+                                    headers={"WWW-Authenticate": "Bearer"})
+        await response(scope, receive, send)
+
+
+def _route_template(app: FastAPI, scope) -> str:
+    """The route a request was for, also when it was answered before routing (401, 413)."""
+    route = scope.get("route")
+    if route is None:
+        for candidate in app.router.routes:
+            if candidate.matches(scope)[0] == Match.FULL:
+                route = candidate
+                break
+    return getattr(route, "path", None) or "(unmatched)"
+
+
 def create_app(*, config: ApiConfig, store: ObjectStore, instance: Any | None = None) -> FastAPI:
     """The ASGI app of DESIGN.md §6 over `store` and (optionally) a Dagster instance."""
     app = FastAPI(title="Imagery pipeline API", version="1",
                   description="Uploads, status, reports, map tiles and viewer (DESIGN.md §6). "
                               "Send `Authorization: Bearer <token>`.",
-                  responses={401: {"model": ErrorOut}})
+                  responses={401: {"model": ErrorOut}},
+                  openapi_url=None, docs_url=None, redoc_url=None)  # /openapi.json: below
     ctx = ApiContext(config=config, store=store, instance=instance)
     app.state.api = ctx
     registry, requests = build_registry(ctx)
 
-    @app.middleware("http")
     async def count_requests(request: Request, call_next):
         status_code = 500  # an exception no handler answered becomes a 500 outside
         try:
@@ -105,11 +160,13 @@ def create_app(*, config: ApiConfig, store: ObjectStore, instance: Any | None = 
             status_code = response.status_code
             return response
         finally:
-            route = request.scope.get("route")
-            template = getattr(route, "path", None) or "(unmatched)"
+            template = _route_template(app, request.scope)
             requests.labels(template, request.method, str(status_code)).inc()
 
+    # The last added runs first: count every request, then auth, then the size limit, then route.
     app.add_middleware(BodyLimit, limit=config.max_body_bytes, exempt=("/store/",))
+    app.add_middleware(RequireAuth, ctx=ctx)
+    app.middleware("http")(count_requests)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -143,6 +200,11 @@ def create_app(*, config: ApiConfig, store: ObjectStore, instance: Any | None = 
     def metrics() -> Response:
         """Prometheus text format."""
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require_auth)])
+    def openapi() -> JSONResponse:
+        """The OpenAPI document of this API (with a token, like every route but §6's few)."""
+        return JSONResponse(app.openapi())
 
     for module in (imagery, runs, reports, tiles, viewer, store_urls):
         app.include_router(module.router)

@@ -72,15 +72,22 @@ def authenticated(request: Request, ctx: ApiContext) -> bool:
     return bool(cookie) and valid_session(ctx, cookie)
 
 
-def require_auth(request: Request, ctx: ApiContext = Depends(api_context)) -> None:
-    """Dependency of every protected route: 401 before the route's body runs."""
+def auth_problem(request: Request, ctx: ApiContext) -> str | None:
+    """Why `request` is not authenticated (the 401's detail), or None when it is. Reads the
+    headers only, never the body."""
     if not ctx.config.token_digests:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED,
-                            detail="no API tokens are configured (IMAGERY_API_TOKENS_SHA256 is "
-                                   "empty), so every request is refused",
-                            headers={"WWW-Authenticate": "Bearer"})
+        return ("no API tokens are configured (IMAGERY_API_TOKENS_SHA256 is empty), so every "
+                "request is refused")
     if not authenticated(request, ctx):
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED,
-                            detail="missing or unknown bearer token: send "
-                                   "`Authorization: Bearer <token>` (or sign in at /login)",
+        return ("missing or unknown bearer token: send `Authorization: Bearer <token>` (or sign "
+                "in at /login)")
+    return None
+
+
+def require_auth(request: Request, ctx: ApiContext = Depends(api_context)) -> None:
+    """Dependency of every protected route, behind `app.RequireAuth` (which already answered 401
+    before the body was read): documents the requirement and guards a route mounted elsewhere."""
+    problem = auth_problem(request, ctx)
+    if problem is not None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail=problem,
                             headers={"WWW-Authenticate": "Bearer"})

@@ -140,7 +140,15 @@
   }
 
   fetch("/map/" + encodeURIComponent(batch) + "/data.json", { credentials: "same-origin" })
-    .then(function (r) { if (!r.ok) { throw new Error("data.json: " + r.status); } return r.json(); })
-    .then(start)
+    .then(function (r) {
+      // The session ended: the service redirected to its sign-in page (DESIGN.md §6); go there.
+      if (r.redirected && new URL(r.url).pathname === "/login") {
+        window.location.assign(r.url);
+        return null;
+      }
+      if (!r.ok) { throw new Error("data.json: " + r.status); }
+      return r.json();
+    })
+    .then(function (data) { if (data) { start(data); } })
     .catch(function (e) { document.getElementById("legend").textContent = String(e); });
 })();

@@ -206,6 +206,36 @@ def test_api__an_expired_presigned_url_is_refused(empty):
     assert _files(root) == []
 
 
+@pytest.mark.parametrize("signature", ["%C3%A9", "%E2%82%AC" * 32, "%00", "%ED%A0%80",
+                                       "g" * 64, "A" * 64, "", "0" * 65])
+def test_api__a_garbage_signature_is_403_not_an_error(empty, signature):
+    c, store, root = empty
+    for method, bucket in (("GET", "reports"), ("PUT", "imagery-uploads")):
+        store.put_bytes("reports", "b-1/report.pdf", b"%PDF-")
+        path = store.signed_path(method, bucket, "b-1/report.pdf", expires_s=60, size=5)
+        forged = path.split("signature=")[0] + f"signature={signature}"
+        response = c.request(method, f"/{forged}", content=b"12345" if method == "PUT" else None)
+        assert response.status_code == 403, (method, signature, response.text)
+        assert "signature" in response.json()["detail"]
+    assert store.head("imagery-uploads", "b-1/report.pdf") is None
+
+
+def test_local_store__verify_signed_refuses_a_non_ascii_signature_as_access_denied(tmp_path):
+    from pipeline.storage import AccessDenied
+
+    store = LocalObjectStore(root=tmp_path)
+    store.ensure_bucket("reports")
+    path = store.signed_path("GET", "reports", "b/r.pdf", expires_s=60)
+    expires = path.split("expires=")[1].split("&")[0]
+    for signature in ("é", "\udcff" * 64, "€" * 64):
+        with pytest.raises(AccessDenied, match="signature"):
+            store.verify_signed("GET", "reports", "b/r.pdf", expires=expires, signature=signature)
+    for expires_text in ("²", "1²", "-1", ""):
+        with pytest.raises(AccessDenied, match="expires"):
+            store.verify_signed("GET", "reports", "b/r.pdf", expires=expires_text,
+                                signature="0" * 64)
+
+
 @pytest.mark.parametrize("url", ["/imagery/..x", "/imagery/a..b", "/imagery/-lead",
                                  "/imagery/x%2F..%2Fy", "/reports/..", "/imagery/" + "a" * 101,
                                  "/tiles/..x/ndvi/1/0/0.png", "/analysis-runs?batch_id=a..b"])

@@ -60,6 +60,11 @@ def _utf8(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")
 
 
+def _decimal(text: str) -> bool:
+    """ASCII digits only (str.isdigit also accepts '²', which int() refuses)."""
+    return text.isascii() and text.isdigit()
+
+
 class LocalObjectStore(ObjectStore):
     def __init__(self, *, root: Path, upload_endpoint: str | None = None,
                  signing_key: bytes | None = None) -> None:
@@ -268,11 +273,12 @@ class LocalObjectStore(ObjectStore):
     def verify_signed(self, method: str, bucket: str, key: str, *, expires: str, signature: str,
                       size: str | None = None, now: float | None = None) -> None:
         """Accept a request made with a `signed_path` URL, or raise AccessDenied saying why."""
-        if not expires.isdigit() or (size is not None and not size.isdigit()):
+        if not _decimal(expires) or (size is not None and not _decimal(size)):
             raise AccessDenied("malformed presigned URL: `expires` and `size` must be integers")
         expected = self._signature(method, bucket, key, int(expires),
                                    int(size) if size is not None else None)
-        if not hmac.compare_digest(expected, signature):
+        # Bytes, not str: compare_digest refuses a non-ASCII str (a TypeError, not a refusal).
+        if not hmac.compare_digest(expected.encode("ascii"), _utf8(signature)):
             raise AccessDenied(f"the presigned URL's signature does not match {method} "
                                f"{bucket}/{key}: it was issued for another object, size or method")
         if int(expires) < (now if now is not None else time.time()):

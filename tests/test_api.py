@@ -583,3 +583,43 @@ def test_api__tiles_and_legends_are_the_design_formula_at_every_palette_boundary
         for stop in layer["legend"]:
             rgb = table[design_index(stop["value"], scale), :3]
             assert stop["color"] == "#%02x%02x%02x" % tuple(int(c) for c in rgb), (layer, stop)
+
+
+def _failed_run(instance, batch_id: str, message: str, tags: dict[str, str]) -> None:
+    """A run of batch_id (partition tag) whose one step failed with `message`."""
+    import dagster as dg
+
+    @dg.op
+    def step():
+        raise dg.Failure(description=message)
+
+    @dg.job
+    def failing():
+        step()
+
+    result = failing.execute_in_process(instance=instance, raise_on_error=False,
+                                        tags={"dagster/partition": batch_id, **tags})
+    assert not result.success
+
+
+def test_api__refused_comes_from_the_run_tag_not_from_the_failure_text(tmp_path):
+    """A failure that merely says "refused: " (a connection refused) is `failed`; a run tagged
+    `imagery/refused` (assets/failures.py) is `refused`, with its reason."""
+    import dagster as dg
+
+    from pipeline.jobs import REFUSED_TAG
+
+    store = LocalObjectStore(root=tmp_path / "data")
+    for bucket in ("imagery-uploads", "analysis-heatmaps", "reports"):
+        store.ensure_bucket(bucket)
+    for batch in ("flaky-1", "bad-1"):
+        store.put_bytes("imagery-uploads", f"{batch}/manifest.json", b"{}")
+    with dg.DagsterInstance.ephemeral() as instance:
+        _failed_run(instance, "flaky-1", "object store: Connection refused: 127.0.0.1:9000", {})
+        _failed_run(instance, "bad-1", "Batch 'bad-1' refused: ortho.tif has no CRS",
+                    {REFUSED_TAG: "true"})
+        with TestClient(make_app(store, instance=instance)) as c:
+            flaky = c.get("/imagery/flaky-1", headers=AUTH).json()
+            bad = c.get("/imagery/bad-1", headers=AUTH).json()
+    assert flaky["state"] == "failed" and "Connection refused" in flaky["reason"]
+    assert bad["state"] == "refused" and bad["reason"] == "ortho.tif has no CRS"

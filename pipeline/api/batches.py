@@ -3,8 +3,9 @@
 The runs of a batch are the instance's runs tagged `dagster/partition=<batch_id>`, newest first.
 A run started for an older manifest (its `imagery/manifest_etag` tag differs from the manifest's
 ETag now) does not decide the state, so a batch uploaded again reads `queued` until its new run
-starts. A failed run whose step refused the input (`assets.failures.bad_input`: "Batch … refused:
-…") makes the batch `refused`, with that reason.
+starts. A failed run tagged `imagery/refused` (`pipeline.jobs.REFUSED_TAG`, set by
+`assets.failures.bad_input` when a step refused the input) makes the batch `refused`, with the
+refusal's reason; the failure text alone never does (a "Connection refused: …" is a failure).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pipeline.api.schemas import BatchState, RunOut
-from pipeline.cli.status import MANIFEST_ETAG_TAG, PARTITION_TAG, _failure_reason
+from pipeline.cli.status import MANIFEST_ETAG_TAG, PARTITION_TAG, failure_reason
 from pipeline.core.manifest import MANIFEST_NAME
 from pipeline.core.outputs import batch_key, object_name
 from pipeline.storage import ObjectStore
@@ -21,7 +22,7 @@ from pipeline.storage import ObjectStore
 RUN_LIMIT = 100
 _QUEUED = {"QUEUED", "NOT_STARTED", "STARTING"}
 _DONE = {"SUCCESS": "succeeded", "FAILURE": "failed", "CANCELED": "failed"}
-REFUSED_MARK = " refused: "
+REFUSED_MARK = " refused: "  # assets.failures.bad_input: "Batch '<id>' refused: <reason>"
 
 
 def _time(ts: float | None) -> datetime | None:
@@ -41,7 +42,7 @@ def batch_runs(instance: Any | None, batch_id: str) -> list[tuple[RunOut, dict[s
         run = record.dagster_run
         failure = None
         if run.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
-            failure = _failure_reason(instance, run.run_id)
+            failure = failure_reason(instance, run.run_id)
         out.append((RunOut(run_id=run.run_id, status=run.status.value,
                            started_at=_time(record.start_time), ended_at=_time(record.end_time),
                            failure=failure), dict(run.tags)))
@@ -74,8 +75,11 @@ def batch_state(*, store: ObjectStore, instance: Any | None, imagery_bucket: str
         return BatchState(batch_id=batch_id, state="queued", runs=listed)
     if run.status not in _DONE:
         return BatchState(batch_id=batch_id, state="running", runs=listed)
-    if run.status == "FAILURE" and run.failure and REFUSED_MARK in run.failure:
-        reason = run.failure.split(REFUSED_MARK, 1)[1]
+    from pipeline.jobs import REFUSED_TAG  # runs come from a Dagster instance: dagster is loaded
+
+    if run.status == "FAILURE" and current[0][1].get(REFUSED_TAG) == "true":
+        failure = run.failure or "the input was refused (no reason was recorded)"
+        reason = failure.split(REFUSED_MARK, 1)[-1]
         return BatchState(batch_id=batch_id, state="refused", runs=listed, reason=reason)
     state = _DONE[run.status]
     return BatchState(batch_id=batch_id, state=state, runs=listed,

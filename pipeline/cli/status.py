@@ -115,14 +115,16 @@ def dagster_latest_run(instance) -> Callable[[str], RunInfo | None]:
         run = runs[0]
         reason = None
         if run.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
-            reason = _failure_reason(instance, run.run_id)
+            reason = failure_reason(instance, run.run_id)
         return RunInfo(run_id=run.run_id, status=run.status.value,
                        manifest_etag=run.tags.get(MANIFEST_ETAG_TAG), reason=reason)
 
     return latest_run
 
 
-def _failure_reason(instance, run_id: str) -> str | None:
+def failure_reason(instance, run_id: str) -> str | None:
+    """The failed step's message of run `run_id` ("<step>: <description>"), or the run failure's
+    message; None when the instance recorded neither. Also used by the HTTP API's batch state."""
     import dagster as dg
 
     for kind in (dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE):

@@ -623,3 +623,51 @@ def test_api__refused_comes_from_the_run_tag_not_from_the_failure_text(tmp_path)
             bad = c.get("/imagery/bad-1", headers=AUTH).json()
     assert flaky["state"] == "failed" and "Connection refused" in flaky["reason"]
     assert bad["state"] == "refused" and bad["reason"] == "ortho.tif has no CRS"
+
+
+def test_api__signed_store_urls_are_not_written_to_the_access_log(tmp_path):
+    """A real uvicorn with its access log: /store/ lines keep the path, not the signature (a
+    bearer capability while it lasts); other routes' query strings are logged as they are."""
+    import logging
+    import threading
+    import time
+    import urllib.request
+
+    import uvicorn
+
+    from tests.servers import free_port
+
+    store = LocalObjectStore(root=tmp_path / "data")
+    for bucket in ("imagery-uploads", "analysis-heatmaps", "reports"):
+        store.ensure_bucket(bucket)
+    store.put_bytes("reports", "b-1/report.pdf", b"%PDF-")
+    signed = store.signed_path("GET", "reports", "b-1/report.pdf", expires_s=60)
+    signature = signed.split("signature=")[1]
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(make_app(store), host="127.0.0.1", port=port,
+                                           log_level="info", access_log=True))
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    access = logging.getLogger("uvicorn.access")
+    access.addHandler(handler)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+            time.sleep(0.05)
+        base = f"http://127.0.0.1:{port}"
+        with urllib.request.urlopen(f"{base}/{signed}") as response:
+            assert response.read() == b"%PDF-"
+        with urllib.request.urlopen(f"{base}/healthz?probe=1") as response:
+            assert response.status == 200
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        access.removeHandler(handler)
+    store_lines = [line for line in lines if "/store/reports/b-1/report.pdf" in line]
+    assert len(store_lines) == 1 and " 200" in store_lines[0], lines
+    assert not any(signature in line or "expires=" in line for line in lines), lines
+    assert any("/healthz?probe=1" in line for line in lines), lines

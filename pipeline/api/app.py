@@ -7,6 +7,10 @@ token is a 401 too, and nothing else happens. Exempt: /healthz, /login, the view
 and the local store's signed /store/ URLs (their signature is the authorisation). The OpenAPI
 document needs a token like every other route; there are no /docs or /redoc pages.
 
+The access log (uvicorn's `uvicorn.access` logger) never holds a signed /store/ URL's query
+string: its `signature` is a bearer capability for 15 min (PUT) or 1 h (GET); `RedactSignedUrls`
+keeps the path and drops the query.
+
 Every error is JSON `{"detail": "..."}`: validation errors name the field (`body.images.0.path`)
 and say what is wrong; an unexpected exception is logged here and answered 500 with an opaque
 detail, never a stack trace. Bodies larger than `ApiConfig.max_body_bytes` are refused with 413
@@ -96,6 +100,31 @@ class _TooLarge(Exception):
     pass
 
 
+class RedactSignedUrls(logging.Filter):
+    """Logging filter: a logged request line's `/store/…?expires=…&signature=…` loses its query
+    string (uvicorn logs `client, method, path?query, http version, status` as arguments)."""
+
+    @staticmethod
+    def _redacted(value):
+        if isinstance(value, str) and "/store/" in value and "?" in value:
+            return value.split("?", 1)[0] + "?(signed; not logged)"
+        return value
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._redacted(arg) for arg in record.args)
+        elif isinstance(record.msg, str):
+            record.msg = self._redacted(record.msg)
+        return True
+
+
+def redact_access_log(logger: str = "uvicorn.access") -> None:
+    """Install `RedactSignedUrls` on `logger` once (uvicorn's logging config keeps it)."""
+    target = logging.getLogger(logger)
+    if not any(isinstance(f, RedactSignedUrls) for f in target.filters):
+        target.addFilter(RedactSignedUrls())
+
+
 PUBLIC_PATHS = frozenset({"/healthz", "/login"})
 PUBLIC_PREFIXES = ("/static/", "/store/")  # /store/: the URL's signature is the authorisation
 
@@ -151,6 +180,7 @@ def create_app(*, config: ApiConfig, store: ObjectStore, instance: Any | None = 
                   openapi_url=None, docs_url=None, redoc_url=None)  # /openapi.json: below
     ctx = ApiContext(config=config, store=store, instance=instance)
     app.state.api = ctx
+    redact_access_log()
     registry, requests = build_registry(ctx)
 
     async def count_requests(request: Request, call_next):

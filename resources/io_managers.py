@@ -44,7 +44,8 @@ class PublishedObjects:
 
     bucket: str
     objects: dict[str, PublishedObject] = field(default_factory=dict)  # object name -> object
-    gdal_options: Mapping[str, str] = field(default_factory=dict)
+    # Not in the repr: it holds the object store's secret key.
+    gdal_options: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 def _refuse_if_batch_refused(context: dg.OutputContext, batch_id: str) -> None:

@@ -44,6 +44,7 @@ from pipeline.core.grid import DEFAULT_MAX_PIXELS, Grid, batch_grid
 from pipeline.core.manifest import OPTICAL_BANDS
 from pipeline.core.sources import (  # re-exported: callers import them from here
     _READ_ERRORS,
+    GdalOptions,
     HeaderInfo,
     ImageSource,
     _read_failure,
@@ -94,7 +95,7 @@ class _Tile:
 
     name: str
     path: str
-    gdal_options: tuple[tuple[str, str], ...]
+    gdal_options: GdalOptions  # its repr hides the values (the object store's secret key)
     band: int  # 1-based
     alpha: int | None  # 1-based alpha band of the same image
     nodata: float | None
@@ -334,7 +335,7 @@ def _tiles(sources: Sequence[ImageSource], band: str, headers: Mapping[str, Head
             if name == band:
                 tiles.append(_Tile(
                     name=source.name, path=source.path,
-                    gdal_options=tuple(sorted(dict(source.gdal_options).items())),
+                    gdal_options=GdalOptions(source.gdal_options),
                     band=index + 1, alpha=alpha, nodata=header.nodata, scale=float(scale),
                     placement=placement, footprint=_footprint(header, grid, placement),
                     warp_options=warp, valid_range=valid_range,
@@ -390,7 +391,7 @@ def _may_leave_range(dtype: str, scale: float) -> bool:
     return lo < REFLECTANCE_RANGE[0] or hi > REFLECTANCE_RANGE[1]
 
 
-def _count_window(path: str, gdal_options: tuple[tuple[str, str], ...], bands: tuple[int, ...],
+def _count_window(path: str, gdal_options: GdalOptions, bands: tuple[int, ...],
                   alpha: int | None, nodata: float | None, scale: float,
                   window: tuple[int, int, int, int]) -> int:
     col, row, width, height = window
@@ -430,7 +431,7 @@ def count_out_of_range(*, sources: Sequence[ImageSource], reflectance_scale: flo
             counts[source.name] = 0
             continue
         alpha = source.bands.index("alpha") + 1 if "alpha" in source.bands else None
-        options = tuple(sorted(dict(source.gdal_options).items()))
+        options = GdalOptions(source.gdal_options)
         parts = [delayed(_count_window, pure=True)(
             source.path, options, bands, alpha, header.nodata, float(reflectance_scale),
             (c, r, min(chunks, header.width - c), min(chunks, header.height - r)))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import rasterio
@@ -28,6 +28,50 @@ except ImportError:  # pragma: no cover - rasterio internals moved
 _READ_ERRORS = (RasterioError, _CPLError)
 
 
+class GdalOptions(Mapping[str, str]):
+    """Options for `rasterio.Env(**options)` whose repr names the keys only, never a value.
+
+    The object store's options carry its secret key (`storage/s3.py` `gdal_options`); what holds
+    them is passed as a dask task argument, which `distributed` writes out on a failure
+    (`convert_args_to_str`), and ends up in tracebacks and logs. Immutable, hashable, picklable
+    and tokenized by value, so it can stand in for the sorted tuple of items the tasks used.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, options: Mapping[str, str] | None = None) -> None:
+        self._items = tuple(sorted(dict(options or {}).items()))
+
+    def __getitem__(self, key: str) -> str:
+        for k, v in self._items:
+            if k == key:
+                return v
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return (k for k, _ in self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, GdalOptions):
+            return self._items == other._items
+        return Mapping.__eq__(self, other)
+
+    def __repr__(self) -> str:
+        return f"GdalOptions(keys={[k for k, _ in self._items]!r}, values hidden)"
+
+    def __reduce__(self):
+        return GdalOptions, (dict(self._items),)
+
+    def __dask_tokenize__(self):
+        return ("GdalOptions", self._items)
+
+
 @dataclass(frozen=True)
 class ImageSource:
     """One image of a batch, resolved by the manifest layer."""
@@ -35,7 +79,8 @@ class ImageSource:
     name: str  # the manifest path, for messages ("ortho_a.tif")
     path: str  # what GDAL opens: local path or "/vsis3/bucket/key"
     bands: tuple[str, ...]  # canonical band name per band index
-    gdal_options: Mapping[str, str] = field(default_factory=dict)
+    # Not in the repr: it holds the object store's secret key (see GdalOptions).
+    gdal_options: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)

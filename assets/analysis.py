@@ -15,12 +15,11 @@ import dagster as dg
 
 from assets.failures import decided_by_error_kind
 from pipeline.core.analysis import analyse_indices, analyse_thermal
-from pipeline.core.cog import CogEncoding
 from pipeline.core.errors import ImageryError
 from pipeline.core.registry import BUILTIN_REGISTRY, THERMAL_SCALE, Registry
 from pipeline.core.validation import ValidatedBatch, thermal_calibration
 from pipeline.partitions import imagery_batches
-from pipeline.settings import Settings, get_settings
+from resources.cog_encoding import CogEncodingResource
 from resources.dask import DaskResource
 from resources.indices import IndexRegistryResource
 from resources.io_managers import PublishedFiles
@@ -80,13 +79,6 @@ INDICES_CODE_VERSION = indices_code_version(BUILTIN_REGISTRY)
 THERMAL_CODE_VERSION = "1"
 _OWNERS = ["team:imagery"]
 _BUILTIN_SPECS = _index_specs(BUILTIN_REGISTRY)
-
-
-def cog_encoding(settings: Settings) -> CogEncoding:
-    """The float COG encoding of the settings (IMAGERY_COG_COMPRESSION, IMAGERY_COG_MAX_Z_ERROR),
-    passed down to the engine as data (workers never read the environment)."""
-    return CogEncoding(compression=settings.cog_compression,
-                       max_z_error=settings.cog_max_z_error)
 
 
 @contextmanager
@@ -208,6 +200,7 @@ def vegetation_indices(
     dask_resource: DaskResource,
     limits: LimitsResource,
     index_registry: IndexRegistryResource,
+    cog_encoding: CogEncodingResource,
 ):
     # credentials are never stored with the batch: attached here, from the resource
     batch = imagery_batch.with_gdal_options(object_store.store().gdal_options())
@@ -229,7 +222,7 @@ def vegetation_indices(
                     sources=batch.optical_sources,
                     reflectance_scale=batch.manifest.reflectance_scale, workdir=workdir,
                     zones_geojson=zones, zones_name=batch.manifest.zones or "zones",
-                    max_pixels=limits.max_pixels, encoding=cog_encoding(get_settings()),
+                    max_pixels=limits.max_pixels, encoding=cog_encoding.encoding(),
                     log=context.log.info, registry=index_registry.registry())
             rasters = tuple(f for f in result.files if f.kind == "float32")
             heatmaps = tuple(f for f in result.files if f.kind != "float32")
@@ -279,6 +272,7 @@ def thermal_maps(
     object_store: ObjectStoreResource,
     dask_resource: DaskResource,
     limits: LimitsResource,
+    cog_encoding: CogEncodingResource,
 ):
     # credentials are never stored with the batch: attached here, from the resource
     batch = imagery_batch.with_gdal_options(object_store.store().gdal_options())
@@ -297,7 +291,7 @@ def thermal_maps(
                     sources=batch.thermal_sources, unit=unit, scale=scale, offset=offset,
                     workdir=workdir, zones_geojson=zones,
                     zones_name=batch.manifest.zones or "zones",
-                    max_pixels=limits.max_pixels, encoding=cog_encoding(get_settings()),
+                    max_pixels=limits.max_pixels, encoding=cog_encoding.encoding(),
                     log=context.log.info)
             yield dg.Output(PublishedFiles(tuple(f for f in result.files if f.kind == "float32")),
                             "thermal_raster", metadata={"seconds": round(result.seconds, 2)})

@@ -19,6 +19,7 @@ from pipeline.jobs import PER_BATCH_BACKFILL, process_imagery_batch
 from pipeline.schedules import build_reprocess_schedule
 from pipeline.sensors import build_upload_sensor
 from pipeline.settings import Settings
+from resources.cog_encoding import CogEncodingResource
 from resources.dask import DaskResource
 from resources.indices import IndexRegistryResource
 from resources.io_managers import ObjectStoreIOManager
@@ -46,6 +47,7 @@ def build_resources(settings: Settings | None = None, registry: Registry | None 
         "notifier": NotifierResource.from_settings(settings),
         "index_registry": IndexRegistryResource.for_registry(registry),
         "zoning": ZoningResource.from_settings(settings),
+        "cog_encoding": CogEncodingResource.from_settings(settings),
     }
 
 

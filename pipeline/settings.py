@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeVar
 
+from pipeline.core.cog import CogEncoding
 from pipeline.core.errors import ConfigurationError
 from pipeline.core.grid import DEFAULT_MAX_PIXELS
 
@@ -86,12 +87,7 @@ class Settings:
         if self.cog_compression not in COG_COMPRESSIONS:
             raise ConfigurationError(f"is {self.cog_compression!r}; use one of {', '.join(COG_COMPRESSIONS)}",
                                      setting="IMAGERY_COG_COMPRESSION")
-        if self.cog_max_z_error is not None and self.cog_compression != "lerc":
-            raise ConfigurationError("only applies to IMAGERY_COG_COMPRESSION=lerc; unset it or choose lerc",
-                                     setting="IMAGERY_COG_MAX_Z_ERROR")
-        if self.cog_compression == "lerc" and self.cog_max_z_error is None:
-            raise ConfigurationError("LERC needs an error bound: set IMAGERY_COG_MAX_Z_ERROR (e.g. 0.0001 "
-                                     "for indices; 0 for lossless)", setting="IMAGERY_COG_MAX_Z_ERROR")
+        self.cog_encoding()  # the float COG encoding's own checks (lerc: a finite bound >= 0)
         if self.area_unit not in AREA_UNITS:
             raise ConfigurationError(f"is {self.area_unit!r}; use ha or acre", setting="IMAGERY_AREA_UNIT")
         if not 2 <= self.mz_classes <= 9:
@@ -160,6 +156,11 @@ class Settings:
             smtp_starttls=env.flag("SMTP_STARTTLS"),
             link_expiry_s=env.number("LINK_EXPIRY_S", int, minimum=1, default=7 * 24 * 3600),
         )
+
+    def cog_encoding(self) -> CogEncoding:
+        """The float COG encoding (IMAGERY_COG_COMPRESSION, IMAGERY_COG_MAX_Z_ERROR), checked when
+        the settings are built; the assets receive it through the `cog_encoding` resource."""
+        return CogEncoding(compression=self.cog_compression, max_z_error=self.cog_max_z_error)
 
     def replace(self, **changes: object) -> Settings:
         """A copy with `changes` applied (and checked)."""

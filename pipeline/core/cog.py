@@ -21,6 +21,7 @@ nodata 0, overviews NEAREST so every overview pixel is still a colour of the sca
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import tempfile
@@ -37,7 +38,7 @@ import rasterio.shutil
 import xarray as xr
 from rasterio.windows import Window
 
-from pipeline.core.errors import MissingCRS
+from pipeline.core.errors import ConfigurationError, MissingCRS
 from pipeline.core.ramps import Scale, gdal_colormap, palette_index
 
 GDAL_CACHEMAX_MB = 128
@@ -86,22 +87,26 @@ COG_PROFILES: Mapping[str, Mapping[str, Any]] = MappingProxyType({
 @dataclass(frozen=True)
 class CogEncoding:
     """How float COGs are encoded (DESIGN.md §3.1): built once from the settings
-    (`IMAGERY_COG_COMPRESSION`, `IMAGERY_COG_MAX_Z_ERROR`) and passed down as data."""
+    (`IMAGERY_COG_COMPRESSION`, `IMAGERY_COG_MAX_Z_ERROR`, `Settings.cog_encoding`) and passed down
+    as data. lerc takes a finite MAX_Z_ERROR >= 0; 0 is lossless (GDAL's own default for LERC)."""
 
     compression: str = "zstd"
     max_z_error: float | None = None
 
     def __post_init__(self) -> None:
         if self.compression not in FLOAT_COMPRESSIONS:
-            raise ValueError(f"IMAGERY_COG_COMPRESSION={self.compression!r} is not one of "
-                             f"{', '.join(FLOAT_COMPRESSIONS)}; set one of them (default zstd)")
+            raise ConfigurationError(f"is {self.compression!r}, not one of "
+                                     f"{', '.join(FLOAT_COMPRESSIONS)}; set one of them (default zstd)",
+                                     setting="IMAGERY_COG_COMPRESSION")
         if self.compression == "lerc":
-            if self.max_z_error is None or not self.max_z_error > 0:
-                raise ValueError("IMAGERY_COG_COMPRESSION=lerc needs IMAGERY_COG_MAX_Z_ERROR > 0 "
-                                 f"(got {self.max_z_error}); e.g. 0.0001 for indices")
+            if self.max_z_error is None or not 0 <= self.max_z_error < math.inf:
+                raise ConfigurationError(
+                    f"is {self.max_z_error}; IMAGERY_COG_COMPRESSION=lerc needs a finite error bound "
+                    ">= 0 (0 is lossless; e.g. 0.0001 for indices)", setting="IMAGERY_COG_MAX_Z_ERROR")
         elif self.max_z_error is not None:
-            raise ValueError(f"IMAGERY_COG_MAX_Z_ERROR applies to lerc only; unset it or set "
-                             f"IMAGERY_COG_COMPRESSION=lerc (it is {self.compression!r})")
+            raise ConfigurationError(f"applies to lerc only; unset it or set "
+                                     f"IMAGERY_COG_COMPRESSION=lerc (it is {self.compression!r})",
+                                     setting="IMAGERY_COG_MAX_Z_ERROR")
 
     @property
     def float_profile(self) -> str:

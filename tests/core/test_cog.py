@@ -15,7 +15,7 @@ from rasterio.enums import ColorInterp
 from rio_cogeo.cogeo import cog_validate
 
 from pipeline.core.cog import COG_PROFILES, CogEncoding, translate_to_cog, write_cog
-from pipeline.core.errors import MissingCRS
+from pipeline.core.errors import ConfigurationError, MissingCRS
 from pipeline.core.preview import png_preview, preview_shape
 from pipeline.core.ramps import Scale, colour_table, palette_index
 from pipeline.core.registry import INDICES, compute
@@ -81,12 +81,24 @@ def test_cog_encoding__settings_checked_and_summarised():
     lerc = CogEncoding("lerc", 1e-4)
     assert lerc.summary() == {"float": "LERC_ZSTD", "max_z_error": 1e-4, "heatmap": "PALETTE"}
     assert lerc.profile("float32").creation["MAX_Z_ERROR"] == "0.0001"
-    with pytest.raises(ValueError, match="IMAGERY_COG_MAX_Z_ERROR"):
-        CogEncoding("lerc")
-    with pytest.raises(ValueError, match="IMAGERY_COG_MAX_Z_ERROR"):
+    for bad in (None, -1e-6, float("nan"), float("inf")):
+        with pytest.raises(ConfigurationError, match="IMAGERY_COG_MAX_Z_ERROR"):
+            CogEncoding("lerc", bad)
+    with pytest.raises(ConfigurationError, match="IMAGERY_COG_MAX_Z_ERROR"):
         CogEncoding("zstd", 0.1)
-    with pytest.raises(ValueError, match="IMAGERY_COG_COMPRESSION='jpeg'"):
+    with pytest.raises(ConfigurationError, match="IMAGERY_COG_COMPRESSION: is 'jpeg'"):
         CogEncoding("jpeg")
+
+
+def test_cog_encoding__lerc_with_max_z_error_0_is_lossless(values, tmp_path):
+    """GDAL's LERC with MAX_Z_ERROR=0 keeps every float32 value bit for bit (and NaN)."""
+    da = raster(values)
+    encoding = CogEncoding("lerc", 0.0)
+    assert encoding.summary()["max_z_error"] == 0.0
+    write_cog(da, tmp_path / "lossless.tif", profile=encoding.profile("float32"))
+    with rasterio.open(tmp_path / "lossless.tif") as ds:
+        assert ds.tags(ns="IMAGE_STRUCTURE")["COMPRESSION"] == "LERC_ZSTD"
+        np.testing.assert_array_equal(ds.read(1), np.asarray(da.values, dtype=np.float32))
 
 
 @pytest.mark.parametrize("profile", ["float32", "deflate", "lerc", "palette"])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -139,7 +140,7 @@ class Settings:
             area_unit=(env.str("IMAGERY_AREA_UNIT") or "ha").lower(),  # type: ignore[arg-type]
             api_tokens_sha256=tuple(d.lower() for d in env.list("IMAGERY_API_TOKENS_SHA256")),
             api_host=env.str("IMAGERY_API_HOST") or "127.0.0.1",
-            api_port=env.number("IMAGERY_API_PORT", int, minimum=1, default=8080),
+            api_port=env.number("IMAGERY_API_PORT", int, minimum=1, maximum=65535, default=8080),
             api_dagster_url=env.str("IMAGERY_API_DAGSTER_URL"),
             basemap_url=env.str("IMAGERY_BASEMAP_URL"),
             sensor_interval_s=env.number("IMAGERY_SENSOR_INTERVAL_S", int, minimum=1, default=30),
@@ -148,7 +149,7 @@ class Settings:
             webhook_urls=env.list("WEBHOOK_URLS"),
             webhook_secret=env.str("WEBHOOK_SECRET") or "",
             smtp_host=env.str("SMTP_HOST") or "",
-            smtp_port=env.number("SMTP_PORT", int, minimum=1, default=25),
+            smtp_port=env.number("SMTP_PORT", int, minimum=1, maximum=65535, default=25),
             smtp_from=env.str("SMTP_FROM") or "",
             smtp_to=env.list("SMTP_TO"),
             smtp_user=env.str("SMTP_USER") or "",
@@ -186,7 +187,7 @@ class _Env:
         return raw in {"1", "true", "yes", "on"}
 
     def number(self, name: str, kind: Callable[[str], T], *, minimum: float | None = None,
-               default: T | None = None) -> T | None:
+               maximum: float | None = None, default: T | None = None) -> T | None:
         raw = self.str(name)
         if raw is None:
             return default
@@ -195,8 +196,12 @@ class _Env:
         except ValueError:
             word = "an integer" if kind is int else "a number"
             raise ConfigurationError(f"is {raw!r}, not {word}", setting=name) from None
+        if isinstance(value, float) and not math.isfinite(value):  # "nan", "inf"
+            raise ConfigurationError(f"is {raw!r}; give a finite number", setting=name)
         if minimum is not None and value < minimum:  # type: ignore[operator]
             raise ConfigurationError(f"is {value}; it must be at least {minimum}", setting=name)
+        if maximum is not None and value > maximum:  # type: ignore[operator]
+            raise ConfigurationError(f"is {value}; it must be at most {maximum}", setting=name)
         return value
 
 

@@ -71,6 +71,19 @@ def test_settings__all_values_parse_together() -> None:
     ({"IMAGERY_AREA_UNIT": "km2"}, "IMAGERY_AREA_UNIT"),
     ({"IMAGERY_API_TOKENS_SHA256": "my-secret-token"}, "IMAGERY_API_TOKENS_SHA256"),
     ({"IMAGERY_API_PORT": "http"}, "IMAGERY_API_PORT"),
+    ({"IMAGERY_API_PORT": "65536"}, "IMAGERY_API_PORT"),
+    ({"IMAGERY_API_PORT": "99999"}, "IMAGERY_API_PORT"),
+    ({"SMTP_PORT": "70000"}, "SMTP_PORT"),
+    ({"IMAGERY_API_PORT": "9" * 400}, "IMAGERY_API_PORT"),
+    ({"IMAGERY_MZ_MIN_HA": "nan"}, "IMAGERY_MZ_MIN_HA"),
+    ({"IMAGERY_MZ_MIN_HA": "inf"}, "IMAGERY_MZ_MIN_HA"),
+    ({"IMAGERY_CANOPY_NDVI": "nan"}, "IMAGERY_CANOPY_NDVI"),
+    ({"IMAGERY_MIN_VALID_FRACTION": "NaN"}, "IMAGERY_MIN_VALID_FRACTION"),
+    ({"IMAGERY_S3_READ_TIMEOUT_S": "inf"}, "IMAGERY_S3_READ_TIMEOUT_S"),
+    ({"IMAGERY_COG_COMPRESSION": "lerc", "IMAGERY_COG_MAX_Z_ERROR": "-inf"},
+     "IMAGERY_COG_MAX_Z_ERROR"),
+    ({"IMAGERY_COG_COMPRESSION": "lerc", "IMAGERY_COG_MAX_Z_ERROR": "nan"},
+     "IMAGERY_COG_MAX_Z_ERROR"),
     ({"MINIO_ENDPOINT_URL": "http://s3:9000"}, "MINIO_ENDPOINT_URL"),
     ({"WEBHOOK_URLS": "https://a.example/h"}, "WEBHOOK_URLS"),
     ({"SMTP_HOST": "mail", "SMTP_TO": "a@x"}, "SMTP_FROM"),
@@ -81,6 +94,11 @@ def test_settings__unusable_value_names_the_variable(env: dict[str, str], variab
     with pytest.raises(ConfigurationError) as info:
         Settings.from_env(env)
     assert info.value.setting == variable and str(info.value).startswith(f"{variable}: ")
+
+
+def test_settings__port_bounds_are_inclusive() -> None:
+    assert Settings.from_env({"IMAGERY_API_PORT": "65535"}).api_port == 65535
+    assert Settings.from_env({"IMAGERY_API_PORT": "1"}).api_port == 1
 
 
 def test_settings__secrets_stay_out_of_repr() -> None:

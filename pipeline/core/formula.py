@@ -14,6 +14,7 @@ division as the built-in indices: NaN where a denominator is 0 or an input is Na
 from __future__ import annotations
 
 import ast
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -45,9 +46,16 @@ def _convert(node: ast.AST, *, bands: frozenset[str], depth: int) -> Node:
         inner = _convert(node.operand, bands=bands, depth=depth + 1)
         return ("neg", inner) if isinstance(node.op, ast.USub) else inner
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-        if not np.isfinite(node.value):
-            raise FormulaError(f"holds the number {node.value!r}, which is not finite")
-        return ("num", float(node.value))
+        try:
+            value = float(node.value)  # an int literal beyond 1.8e308 overflows
+        except OverflowError:
+            value = math.inf
+        if not math.isfinite(value):
+            shown = repr(node.value)
+            shown = shown if len(shown) <= 40 else f"{shown[:20]}…({len(shown)} digits)"
+            raise FormulaError(f"holds the number {shown}, which is not finite as a float; "
+                               "write a number below 1.8e308")
+        return ("num", value)
     if isinstance(node, ast.Name):
         if node.id not in bands:
             raise FormulaError(f"names {node.id!r}, which is not a band; use only the bands "
@@ -107,8 +115,10 @@ class Formula:
         if missing:
             raise KeyError(f"formula {self.text!r} needs bands {missing}")
         prepared = dict(zip(self.bands, _prepare(*(bands[b] for b in self.bands)), strict=True))
-        result = _evaluate(self.tree, prepared)
-        return result.astype(np.float32, copy=False)
+        result = _evaluate(self.tree, prepared).astype(np.float32, copy=False)
+        # float32 overflow (a product beyond 3.4e38, a division by a subnormal difference) gives
+        # ±inf: nodata, like 0/0, never a value at the end of the palette or in the sums.
+        return result.where(np.isfinite(result))
 
 
 def _evaluate(node: Node, bands: Mapping[str, xr.DataArray]):

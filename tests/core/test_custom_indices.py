@@ -61,6 +61,27 @@ def test_formula__division_by_a_constant_zero_is_nan_and_precedence_is_arithmeti
     np.testing.assert_allclose(of("1 / nir"), [[2.0, 4.0]])
 
 
+def test_formula__non_finite_results_are_nodata():
+    """±inf from float32 overflow (a division by a subnormal difference, a product beyond
+    3.4e38) is NaN, like 0/0: never a value at the end of the palette or in the sums (REVIEW m5)."""
+    nir = raster([[0.5, 0.5, 0.3, 3e38]])
+    red = raster([[0.5, 0.5 - 1e-7, 0.1, 1.0]])
+    tiny = raster([[1e-45, -1e-45, 1.0, 1.0]])  # float32 subnormals
+    for values in (
+        parse_formula("nir / tiny_free", bands=("nir", "tiny_free"))(nir=nir,
+                                                                      tiny_free=tiny).values,
+        parse_formula("nir * 1e10 * nir", bands=OPTICAL_BANDS)(nir=nir).values,
+        parse_formula("(nir + red) / (nir - red)", bands=OPTICAL_BANDS)(nir=nir, red=red).values,
+    ):
+        assert not np.isinf(values).any(), values
+    np.testing.assert_array_equal(
+        np.isnan(parse_formula("nir / tiny_free", bands=("nir", "tiny_free"))(
+            nir=nir, tiny_free=tiny).values), [[True, True, False, False]])
+    lazy = parse_formula("nir * 1e10 * nir", bands=OPTICAL_BANDS)(nir=nir.chunk({"x": 2}))
+    assert isinstance(lazy.data, dsa.Array)
+    np.testing.assert_allclose(lazy.compute().values, [[2.5e9, 2.5e9, 9e8, np.nan]], rtol=1e-6)
+
+
 def test_formula__canonical_text_ignores_spacing_and_redundant_parentheses():
     a = parse_formula("(nir-red)/(nir+red)", bands=OPTICAL_BANDS)
     b = parse_formula(" ( (nir) - red ) / ( nir + red ) ", bands=OPTICAL_BANDS)
@@ -137,6 +158,8 @@ REFUSALS = [  # (entry changes, words the message must hold: the problem and the
     ({"formula": "nir[0]"}, ["Subscript", "not allowed"]),
     ({"formula": "(lambda: nir)()"}, ["function call", "not allowed"]),
     ({"formula": "nir ** 2"}, ["Pow", "not allowed"]),
+    ({"formula": "9" * 400 + " * nir"}, ["not finite", "999"]),  # int beyond float: REVIEW m3
+    ({"formula": "nir - 1e999"}, ["not finite"]),
     ({"description": ""}, ["`description`"]),
     ({"colour": "red"}, ["unknown field(s) colour"]),
 ]

@@ -23,10 +23,10 @@ from pipeline.api.imagery import checked_batch_id
 from pipeline.api.layers import ZONES_LAYER, batch_layers
 from pipeline.api.reports import read_summary
 from pipeline.core.manifest import MANIFEST_NAME, batch_id_problem
+from pipeline.core.units import M2_PER_UNIT
 from pipeline.storage import ObjectStoreError
 
 router = APIRouter(tags=["viewer"])
-M2_PER_UNIT = {"ha": 10_000.0, "acre": 4046.8564224}
 PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
                 "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
                 "X-Content-Type-Options": "nosniff"}

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
+from pipeline.core.units import M2_PER_ACRE, M2_PER_HA
+
 VERSION_MAJOR = "4"
 VERSION_MINOR = "3"
 DESIGNATOR_MAX = 32
@@ -45,16 +47,15 @@ class RateUnit:
     per: str  # "ha" | "acre": the area unit the rate is per
 
 
-_ACRE_M2 = 4046.8564224
 RATE_UNITS: Mapping[str, RateUnit] = {
     "kg/ha": RateUnit(6, 100.0, "mass", "ha"),
     "t/ha": RateUnit(6, 100_000.0, "mass", "ha"),
-    "lb/ac": RateUnit(6, 453_592.37 / _ACRE_M2, "mass", "acre"),
+    "lb/ac": RateUnit(6, 453_592.37 / M2_PER_ACRE, "mass", "acre"),
     "l/ha": RateUnit(1, 100.0, "volume", "ha"),
     "m3/ha": RateUnit(1, 100_000.0, "volume", "ha"),
-    "gal/ac": RateUnit(1, 3_785_411.784 / _ACRE_M2, "volume", "acre"),  # US gallon
+    "gal/ac": RateUnit(1, 3_785_411.784 / M2_PER_ACRE, "volume", "acre"),  # US gallon
     "seeds/ha": RateUnit(11, 0.1, "count", "ha"),
-    "seeds/ac": RateUnit(11, 1e4 / _ACRE_M2 * 0.1, "count", "acre"),
+    "seeds/ac": RateUnit(11, M2_PER_HA / M2_PER_ACRE * 0.1, "count", "acre"),
 }
 """Prescription units a manifest may give (keys, case-insensitive: `L/ha` is `l/ha`)."""
 

@@ -61,6 +61,7 @@ from shapely.geometry.base import BaseGeometry
 
 from pipeline.core.errors import NoValidData
 from pipeline.core.grid import Grid
+from pipeline.core.units import M2_PER_HA
 
 WORK_MAX_SIDE = 2048
 MIN_MMU_CELLS = 64
@@ -303,7 +304,7 @@ def work_factor(*, grid: Grid, min_ha: float, max_side: int = WORK_MAX_SIDE,
     """Pixels per working-cell side (module docstring)."""
     by_size = math.ceil(max(grid.width, grid.height) / max_side)
     pixel_m = math.sqrt(grid.pixel_area_m2)
-    by_mmu = math.floor(math.sqrt(min_ha * 1e4 / min_mmu_cells) / pixel_m) if min_ha > 0 else 1
+    by_mmu = math.floor(math.sqrt(min_ha * M2_PER_HA / min_mmu_cells) / pixel_m) if min_ha > 0 else 1
     return max(1, by_size, by_mmu)
 
 

@@ -36,9 +36,11 @@ from reportlab.platypus import (
     TableStyle,
 )
 
+from pipeline.core import isoxml
 from pipeline.core import report_charts as charts
 from pipeline.core.change import CHANGE_SCALE
 from pipeline.core.summary import IndexSummary, ReportContext, Scale, Summary, ThermalSummary
+from pipeline.core.units import M2_PER_HA, M2_PER_UNIT, area_in
 
 PAGE_W, PAGE_H = A4
 MARGIN = 18 * mm
@@ -46,7 +48,6 @@ FRAME_W = PAGE_W - 2 * MARGIN
 MAP_MAX_H = 95 * mm
 THERMAL_TITLE = "Thermal — surface temperature (°C)"
 MZ_TITLE = "Management zones and prescription"
-ACRE_M2 = 4046.8564224
 
 _STYLES = getSampleStyleSheet()
 BODY = ParagraphStyle("body", parent=_STYLES["BodyText"], fontName="Helvetica", fontSize=9, leading=12)
@@ -87,7 +88,7 @@ def _area(area_m2: float | None, unit: str) -> str:
     """An area in the report's unit (IMAGERY_AREA_UNIT: ha or acre); 4 decimals below 1."""
     if area_m2 is None:
         return "–"
-    value = area_m2 / (ACRE_M2 if unit == "acre" else 1e4)
+    value = area_in(area_m2=area_m2, unit=unit)
     return f"{value:,.4f}" if value < 1 else f"{value:,.2f}"
 
 
@@ -403,7 +404,7 @@ def _management_zones_section(summary: Summary, context: ReportContext) -> list[
     unit = context.area_unit
     story: list[Flowable] = [PageBreak(), Paragraph(MZ_TITLE, H1), *_zone_map(summary, context)]
     rate_unit = mz.unit or ""
-    per_m2 = ACRE_M2 if rate_unit.lower().endswith("/ac") else 1e4  # the rate's area unit
+    per_m2 = M2_PER_UNIT[isoxml.rate_unit(rate_unit).per] if rate_unit else M2_PER_HA
     amount = escape(rate_unit.split("/")[0])
     product = (f"{escape(mz.product)} in {escape(rate_unit)}" if mz.product
                else "no prescription in the manifest")

@@ -29,6 +29,7 @@ from shapely.geometry.base import BaseGeometry
 from pipeline.core import isoxml
 from pipeline.core.cog import translate_to_cog
 from pipeline.core.mgmt_zones import ZonePart, Zonation
+from pipeline.core.units import M2_PER_HA
 
 RAMP = "RdYlGn"  # red = low vigour, as on the NDVI heatmap
 GEOJSON_DECIMALS = 7
@@ -85,7 +86,7 @@ def _rate(rates: Mapping[int, float] | None, zone_class: int) -> float | None:
 
 def _properties(part: ZonePart, rates: Mapping[int, float] | None) -> dict:
     return {"class": part.zone_class, "field": part.field,
-            "area_ha": round(part.area_m2 / 1e4, 4),
+            "area_ha": round(part.area_m2 / M2_PER_HA, 4),
             "ndvi_mean": None if part.ndvi_mean is None else round(part.ndvi_mean, 4),
             "rate": _rate(rates, part.zone_class)}
 

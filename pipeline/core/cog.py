@@ -194,12 +194,18 @@ class Stage:
         }
         if profile.kind == "palette":
             options["photometric"] = "PALETTE"
+        self._ds = None
         with _gdal_env(1):
-            self._ds = rasterio.open(self.path, "w", **options)
-            if profile.kind == "palette":
-                self._ds.write_colormap(1, gdal_colormap(scale.ramp))
-            if profile.tags:
-                self._ds.update_tags(**profile.tags)
+            ds = rasterio.open(self.path, "w", **options)
+            try:
+                if profile.kind == "palette":
+                    ds.write_colormap(1, gdal_colormap(scale.ramp))
+                if profile.tags:
+                    ds.update_tags(**profile.tags)
+            except BaseException:
+                ds.close()  # not left open by a traceback that keeps this frame alive
+                raise
+        self._ds = ds
 
     def write(self, block: np.ndarray, *, rows: tuple[int, int], cols: tuple[int, int]) -> None:
         (r0, r1), (c0, c1) = rows, cols

@@ -139,10 +139,16 @@ def run_windows(kernel: WindowKernel, *, grid: GridSpec, chunks: int, workdir: P
     PROGRESS_EVERY_S seconds.
     """
     todo = list(windows((grid.height, grid.width), chunks))
-    stages = {layer.name: Stage(workdir / f"{layer.name}.stage.tif", grid=grid,
-                                profile=encoding.profile(layer.kind), scale=layer.scale)
-              for layer in kernel.layers}
-    executor, threads, where, owned = _executor()
+    stages: dict[str, Stage] = {}
+    try:  # a stage that fails to open (or no executor) closes the stages opened before
+        for layer in kernel.layers:
+            stages[layer.name] = Stage(workdir / f"{layer.name}.stage.tif", grid=grid,
+                                       profile=encoding.profile(layer.kind), scale=layer.scale)
+        executor, threads, where, owned = _executor()
+    except BaseException:
+        for stage in stages.values():
+            stage.close()
+        raise
     total_px = grid.width * grid.height
     tables: dict[str, np.ndarray] | None = None
     t0 = last = time.monotonic()

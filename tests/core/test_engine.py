@@ -98,3 +98,36 @@ def test_index_pass__repr_carries_no_credentials(tmp_path):
                      transform=tuple(m.grid.transform)[:6], definitions={"ndvi": INDICES["ndvi"]})
     assert "s3cr3t" not in repr(plan) and "s3cr3t" not in str(plan)
     assert "s3cr3t" in repr(reader)  # the reader itself would show it: hence the kernel's repr
+
+
+def _open_files_under(folder) -> list[str]:
+    """Paths under `folder` this process holds open (Linux /proc)."""
+    import os
+
+    held = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(folder)):
+            held.append(target)
+    return held
+
+
+def test_run_windows__a_stage_that_fails_to_open_leaves_no_file_open(tmp_path):
+    """REVIEW m8: the first stage opens, the second fails after GDAL created its file (an unknown
+    ramp fails its colour table): neither stays open."""
+
+    @dataclass(frozen=True)
+    class BadRamp(Ramp):
+        layers = (Layer("v", "float32"), Layer("v_heatmap", "palette", Scale("no-such-ramp", 0, 1)))
+
+    try:  # the error is kept, as a caller logging or re-raising it does (and its traceback)
+        run_windows(BadRamp(), grid=GRID, chunks=128, workdir=tmp_path, encoding=CogEncoding(),
+                    label="Ramp", log=lambda _: None)
+    except ValueError as exc:
+        error = exc
+    assert "no-such-ramp" in str(error)
+    assert (tmp_path / "v_heatmap.stage.tif").exists()  # GDAL had created it before failing
+    assert _open_files_under(tmp_path) == []

@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 from rasterio.errors import RasterioIOError
 
-from assets.analysis import _preview_md, _workdir, _zones, cog_encoding
+from assets.analysis import _preview_md, _workdir, _zones
 from assets.failures import decided_by_error_kind
 from pipeline.core.analysis import IndexAnalysis, ThermalAnalysis
 from pipeline.core.change import (
@@ -42,7 +42,7 @@ from pipeline.core.sites import (
 from pipeline.core.validation import ValidatedBatch
 from pipeline.core.zones import load_zones
 from pipeline.partitions import imagery_batches
-from pipeline.settings import get_settings
+from resources.cog_encoding import CogEncodingResource
 from resources.dask import DaskResource
 from resources.io_managers import PublishedFiles, PublishedObjects
 from resources.object_store import ObjectStoreResource
@@ -97,6 +97,7 @@ def site_change(
     index_rasters: PublishedObjects,
     object_store: ObjectStoreResource,
     dask_resource: DaskResource,
+    cog_encoding: CogEncodingResource,
 ):
     batch = imagery_batch.with_gdal_options(object_store.store().gdal_options())
     m = batch.manifest
@@ -179,7 +180,7 @@ def site_change(
                             workdir=Path(workdir),
                             zones=zones,
                             gdal_options=store.gdal_options(),
-                            encoding=cog_encoding(get_settings()),
+                            encoding=cog_encoding.encoding(),
                             log=context.log.info,
                         )
                     rasters = tuple(f for f in analysis.files if f.kind == "float32")

@@ -152,7 +152,8 @@ MZ_AREA_TOLERANCE = 0.01
 @dg.asset_check(asset="management_zone_statistics", partitions_def=imagery_batches, blocking=True,
                 additional_ins={"index_statistics": dg.AssetIn("index_statistics")},
                 description="The management-zone classes and features sum to the zoning "
-                            "index's valid area (to rounding), the zone polygons' areas within 1 %.")
+                            "index's valid area (to rounding), the zone polygons' areas within "
+                            "1 %.")
 def management_zones_conserve_area(context: dg.AssetCheckExecutionContext,
                                    management_zone_statistics: ManagementZonesAnalysis | None,
                                    index_statistics: IndexAnalysis | None) -> dg.AssetCheckResult:

@@ -1,5 +1,6 @@
 """IMAGERY_COG_COMPRESSION / IMAGERY_COG_MAX_Z_ERROR (DESIGN.md §3.1, §5) reach the engine as data:
-checked once by `Settings`, handed to the assets by the `cog_encoding` resource (REVIEW M4/L2/T4)."""
+checked once by `Settings`, handed to the assets by the `cog_encoding` resource (REVIEW M4, L2,
+T4)."""
 
 from __future__ import annotations
 

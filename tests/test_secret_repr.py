@@ -81,7 +81,8 @@ def test_change_pass_hides_the_secret():
     from pipeline.core.change import ChangePass
     from pipeline.core.stats import Bins
 
-    kernel = ChangePass(current={"ndvi": "/vsis3/b/now.tif"}, previous={"ndvi": "/vsis3/b/then.tif"},
+    kernel = ChangePass(current={"ndvi": "/vsis3/b/now.tif"},
+                        previous={"ndvi": "/vsis3/b/then.tif"},
                         transform=(1.0, 0.0, 0.0, 0.0, -1.0, 0.0), crs="EPSG:32633",
                         gdal_options=tuple(sorted(OPTIONS.items())), zones=(),
                         bins=Bins(lo=-1.0, hi=1.0, bins=10))

@@ -95,14 +95,15 @@ class CogEncoding:
 
     def __post_init__(self) -> None:
         if self.compression not in FLOAT_COMPRESSIONS:
-            raise ConfigurationError(f"is {self.compression!r}, not one of "
-                                     f"{', '.join(FLOAT_COMPRESSIONS)}; set one of them (default zstd)",
-                                     setting="IMAGERY_COG_COMPRESSION")
+            raise ConfigurationError(
+                f"is {self.compression!r}, not one of {', '.join(FLOAT_COMPRESSIONS)}; set one of "
+                "them (default zstd)", setting="IMAGERY_COG_COMPRESSION")
         if self.compression == "lerc":
             if self.max_z_error is None or not 0 <= self.max_z_error < math.inf:
                 raise ConfigurationError(
-                    f"is {self.max_z_error}; IMAGERY_COG_COMPRESSION=lerc needs a finite error bound "
-                    ">= 0 (0 is lossless; e.g. 0.0001 for indices)", setting="IMAGERY_COG_MAX_Z_ERROR")
+                    f"is {self.max_z_error}; IMAGERY_COG_COMPRESSION=lerc needs a finite error "
+                    "bound >= 0 (0 is lossless; e.g. 0.0001 for indices)",
+                    setting="IMAGERY_COG_MAX_Z_ERROR")
         elif self.max_z_error is not None:
             raise ConfigurationError(f"applies to lerc only; unset it or set "
                                      f"IMAGERY_COG_COMPRESSION=lerc (it is {self.compression!r})",

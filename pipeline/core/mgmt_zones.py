@@ -304,7 +304,8 @@ def work_factor(*, grid: Grid, min_ha: float, max_side: int = WORK_MAX_SIDE,
     """Pixels per working-cell side (module docstring)."""
     by_size = math.ceil(max(grid.width, grid.height) / max_side)
     pixel_m = math.sqrt(grid.pixel_area_m2)
-    by_mmu = math.floor(math.sqrt(min_ha * M2_PER_HA / min_mmu_cells) / pixel_m) if min_ha > 0 else 1
+    by_mmu = (math.floor(math.sqrt(min_ha * M2_PER_HA / min_mmu_cells) / pixel_m) if min_ha > 0
+              else 1)
     return max(1, by_size, by_mmu)
 
 

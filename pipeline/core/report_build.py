@@ -78,7 +78,9 @@ def build_summary(
     zones = []
     for name in zone_names:
         area = indices.zone_areas_m2[name] if indices else thermal.zone_areas_m2[name]
-        zone_indices = {i: ZoneIndex(**{k: r.zones[name][k] for k in ("mean", "p10", "p50", "p90")})
+        zone_indices = {i: ZoneIndex(**{k: r.zones[name][k]
+                                        for k in ("mean", "p10", "p50", "p90", "classes")
+                                        if k in r.zones[name]})
                         for i, r in (indices.indices if indices else {}).items()}
         zone_thermal = ZoneThermal(**thermal.zones[name]) if thermal and name in thermal.zones else None
         canopy = zoning.canopy_cover.get(name) if zoning is not None else None

@@ -26,6 +26,8 @@ from shapely.geometry import MultiPolygon, Polygon, box
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import polylabel
 
+from pipeline.core.summary import FieldOutline
+
 LABEL_FONT = "Helvetica-Bold"
 LABEL_SIZE = 7.0
 _PAD = 1.5  # around a label's text, in points
@@ -35,18 +37,8 @@ _TOLERANCE = 1 / 4096  # ring simplification, in map fractions
 Ring = list[tuple[float, float]]
 
 
-@dataclass(frozen=True)
-class MapOutline:
-    """A field on one grid's maps: its rings and label anchor in normalised map coordinates
-    (u west→east, v north→south; None: the field is off this map)."""
-
-    name: str
-    rings: list[Ring]
-    anchor: tuple[float, float] | None
-
-
 def outlines_on_grid(fields: Sequence[tuple[str, BaseGeometry]], *,
-                     bounds: tuple[float, float, float, float]) -> list[MapOutline]:
+                     bounds: tuple[float, float, float, float]) -> list[FieldOutline]:
     """Each field's rings (exterior and holes) and label anchor on a map of `bounds` (the grid's
     extent, in the CRS of the geometries): clipped to the extent, simplified, normalised."""
     minx, miny, maxx, maxy = bounds
@@ -67,7 +59,7 @@ def outlines_on_grid(fields: Sequence[tuple[str, BaseGeometry]], *,
             largest = max(polygons, key=lambda p: p.area)
             point = polylabel(largest, tolerance=max(width, height) / 500)
             anchor = (round((point.x - minx) / width, 6), round((maxy - point.y) / height, 6))
-        out.append(MapOutline(name=name, rings=rings, anchor=anchor))
+        out.append(FieldOutline(name=name, rings=rings, anchor=anchor))
     return out
 
 
@@ -184,7 +176,7 @@ OUTLINE_HALO = colors.white
 OUTLINE_INK = colors.HexColor("#111111")
 
 
-def draw_fields(canvas, *, outlines: Sequence[MapOutline], labels: Sequence[Label | None],
+def draw_fields(canvas, *, outlines: Sequence[FieldOutline], labels: Sequence[Label | None],
                 width: float, height: float, size: float = LABEL_SIZE) -> None:
     """Outlines (a white halo under a dark line, visible on any colour) and labels (dark text on
     a white box) over a map drawn at (0, 0) with `width` × `height` points, clipped to it."""
@@ -227,7 +219,7 @@ def draw_fields(canvas, *, outlines: Sequence[MapOutline], labels: Sequence[Labe
     canvas.restoreState()
 
 
-def map_labels(outlines: Sequence[MapOutline], *, width: float,
+def map_labels(outlines: Sequence[FieldOutline], *, width: float,
                height: float) -> list[Label | None]:
     """`place_labels` for `outlines` (numbered 1.. in their order) on a `width` × `height` map;
     priority: the field's on-map bounding box area."""

@@ -58,6 +58,10 @@ def outlines_on_grid(fields: Sequence[tuple[str, BaseGeometry]], *,
         if polygons:
             largest = max(polygons, key=lambda p: p.area)
             point = polylabel(largest, tolerance=max(width, height) / 500)
+            centre = largest.centroid  # nicer where it is about as deep inside (a rectangle)
+            depth = largest.boundary.distance(point)
+            if largest.contains(centre) and largest.boundary.distance(centre) >= 0.8 * depth:
+                point = centre
             anchor = (round((point.x - minx) / width, 6), round((maxy - point.y) / height, 6))
         out.append(FieldOutline(name=name, rings=rings, anchor=anchor))
     return out
@@ -193,7 +197,7 @@ def draw_fields(canvas, *, outlines: Sequence[FieldOutline], labels: Sequence[La
             for u, v in rest:
                 path.lineTo(u * width, (1 - v) * height)
             path.close()
-    for colour, line_width in ((OUTLINE_HALO, 2.0), (OUTLINE_INK, 0.8)):
+    for colour, line_width in ((OUTLINE_HALO, 2.4), (OUTLINE_INK, 1.0)):
         canvas.setStrokeColor(colour)
         canvas.setLineWidth(line_width)
         canvas.drawPath(path, stroke=1, fill=0)

@@ -236,7 +236,7 @@ def _field_rows(findings: Findings, context: ReportContext) -> tuple[list[list],
         ("field", 0.0, lambda f: Paragraph(("<b>%s</b>" if f.reasons else "%s")
                                            % escape(f.name + ("" if f.flown else " (not flown)")),
                                            CELL)),
-        (f"area ({unit})", 18 * mm, lambda f: _area(f.area_m2, unit) if f.flown else "–"),
+        (f"area ({unit})", 20 * mm, lambda f: _area(f.area_m2, unit) if f.flown else "–"),
     ]
     if findings.index:
         columns.append((f"mean {label}", 17 * mm, lambda f: _num(f.vigour, 2)))
@@ -669,7 +669,9 @@ def render_report(*, summary: Summary, context: ReportContext, invariant: bool =
     buffer = io.BytesIO()
     doc = _document(buffer, summary, invariant=invariant)
     findings = build_findings(summary=summary, context=context)
-    story: list[Flowable] = [*_first_page(summary, context, findings), NextPageTemplate("body"),
+    # page 1 is the "cover" template (no header); every later page, even one the first page's
+    # table runs over to, the "body" one
+    story: list[Flowable] = [NextPageTemplate("body"), *_first_page(summary, context, findings),
                              *_about(summary, context), *_fields_section(summary, context)]
     for name, stats in summary.indices.items():
         story += _index_section(name, stats, summary, context)

@@ -133,10 +133,11 @@ def _rank(fields: Sequence[FieldFinding], index: str | None) -> list[FieldFindin
 def sentence(f: FieldFinding, *, index: str | None, previous: datetime | None,
              reference: datetime | None) -> str:
     """One field in words, e.g. "South field: 31 % stressed or bare (mean NDVI 0.41), down 0.12
-    NDVI since 14 June, hottest spot 38.7 °C."; every figure from `f`."""
+    NDVI since 14 June, hottest spot 38.7 °C."; every figure from `f`. The stressed share leads
+    when it flags the field (or nothing does), the mean index otherwise."""
     label = index.upper() if index else ""
     parts = []
-    if f.low_share is not None:
+    if f.low_share is not None and (f.low_share >= ATTENTION_SHARE or not f.reasons):
         parts.append(f"{_pct(f.low_share)} stressed or bare"
                      + (f" (mean {label} {f.vigour:.2f})" if f.vigour is not None else ""))
     elif f.vigour is not None:

@@ -196,8 +196,8 @@ def build_findings(*, summary: Summary, context: ReportContext) -> Findings:
                          + sentence(lowest, index=index, previous=previous, reference=reference))
     not_flown = [f.name for f in fields if not f.flown]
     if not_flown:
-        sentences.append(f"Not flown in this batch (no imagery, no statistics): "
-                         f"{', '.join(not_flown)}.")
+        sentences.append(f"Not flown in this batch ({len(not_flown)} without imagery, no "
+                         f"statistics): {', '.join(not_flown)}.")
     mz = summary.management_zones
     return Findings(index=index, fields=fields, previous=previous,
                     rate_unit=mz.unit if mz and rates else None, sentences=sentences,
@@ -225,9 +225,10 @@ def batch_facts(*, summary: Summary, context: ReportContext,
     ignored = summary.ignored_images
     facts.append(("Images ignored", "none" if not ignored else f"{len(ignored)}: " + "; ".join(
         f"{i.path} ({i.reason})" for i in ignored)))
-    masked = sum(c for c in context.masked_values.values() if c)
+    masked = {n: c for n, c in sorted(context.masked_values.items()) if c}
     facts.append(("Values masked", "none" if not masked else
-                  f"{masked:,} band values treated as no data (not a reflectance in [-1, 10])"))
+                  f"{sum(masked.values()):,} band values treated as no data (not a reflectance in "
+                  "[-1, 10]): " + "; ".join(f"{n} {c:,} values" for n, c in masked.items())))
     facts.append(("Compared with", _comparability(summary, reference=context.captured_at)))
     return facts
 

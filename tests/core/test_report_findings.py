@@ -117,7 +117,7 @@ def test_build_findings__sentences_are_the_numbers_in_words():
         "South field: 31 % stressed or bare (mean NDVI 0.41), down 0.12 NDVI since 14 June, "
         "hottest spot 36.5 °C.",
         "East field: mean NDVI 0.55, down 0.06 NDVI since 14 June.",  # flagged by its drop
-        "Not flown in this batch (no imagery, no statistics): West field.",
+        "Not flown in this batch (1 without imagery, no statistics): West field.",
     ]
     assert "25 %" in findings.rule and "0.05" in findings.rule and "32.0 °C" in findings.rule
 
@@ -141,6 +141,7 @@ def test_batch_facts__trust_figures_in_the_area_unit():
     assert facts["Valid data"] == "80.0 % of the grid's pixels (NDVI)"
     assert facts["Images ignored"] == "1: extra/rgb_preview.jpg (only `other` bands)"
     assert facts["Values masked"].startswith("1,234 band values")
+    assert facts["Values masked"].endswith("tile_a.tif 1,200 values; tile_b.tif 34 values")
     assert "farm7-2026-06-14 (14 June): comparable" in facts["Compared with"]
     acres = dict(build_findings(summary=summary, context=known_context(area_unit="acre")).facts)
     assert acres["Area flown"] == "24.96 acre with valid data (grid extent 30.89 acre)"

@@ -39,8 +39,8 @@ def fifty_fields(size: int) -> bytes:
     for i in range(50):
         c, r = i % 10, i // 10
         left, top = x0 + c * w + PIXEL, y0 - r * h - PIXEL
-        ring = [[left, top], [left + w - 2 * PIXEL, top], [left + w - 2 * PIXEL, top - h + 2 * PIXEL],
-                [left, top - h + 2 * PIXEL], [left, top]]
+        right, bottom = left + w - 2 * PIXEL, top - h + 2 * PIXEL
+        ring = [[left, top], [right, top], [right, bottom], [left, bottom], [left, top]]
         features.append({"type": "Feature", "properties": {"name": f"Parcel {i + 1:02d}"},
                          "geometry": {"type": "Polygon", "coordinates": [ring]}})
     return json.dumps({"type": "FeatureCollection", "features": features,
@@ -99,11 +99,12 @@ def main() -> None:
                                   name="manifest.json", batch_id=sample.batch_id)
         batch = validate_images(manifest=manifest, locate=lambda p: str(sample.folder / p),
                                 gdal_options={})
-        rows = [one_batch("demo", batch=batch, zones=(sample.folder / "fields.geojson").read_bytes(),
-                          workdir=root / "demo", repeat=args.repeat),
+        demo_zones = (sample.folder / "fields.geojson").read_bytes()
+        rows = [one_batch("demo", batch=batch, zones=demo_zones, workdir=root / "demo",
+                          repeat=args.repeat),
                 one_batch("fifty", batch=batch, zones=fifty_fields(args.size),
                           workdir=root / "fifty", repeat=args.repeat)]
-    print(f"| batch | fields | pages | PDF kB | model s | render s (best) | render s (median) |")
+    print("| batch | fields | pages | PDF kB | model s | render s (best) | render s (median) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         print(f"| {r['batch']} | {r['fields']} | {r['pages']} | {r['pdf_kB']} | "

@@ -403,7 +403,8 @@ def _map_block(summary: Summary, context: ReportContext, key: str, scale, unit: 
     grid = summary.grid
     ground_w = grid.width * grid.pixel_size[0] if _metric(grid.crs) else None
     parts: list[Flowable] = [image, *image.key(), Spacer(1, 2 * mm),
-                             charts.scale_bar(width=FRAME_W, map_width_pt=width, ground_width_m=ground_w)]
+                             charts.scale_bar(width=FRAME_W, map_width_pt=width,
+                                              ground_width_m=ground_w)]
     if scale is not None:
         parts += [Spacer(1, 1 * mm), charts.legend(scale, width=min(FRAME_W, max(width, 90 * mm)), unit=unit)]
     return [KeepTogether(parts)]

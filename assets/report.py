@@ -27,7 +27,7 @@ from resources.notifier import NotifierResource
 from resources.object_store import ObjectStoreResource
 from resources.zoning import ZoningResource
 
-REPORT_CODE_VERSION = "2"  # 2: summary.json schema_version 2 (site, change)
+REPORT_CODE_VERSION = "3"  # 2: summary.json v2 (site, change); 3: findings page, fields on maps
 _OWNERS = ["team:imagery"]
 
 
@@ -109,10 +109,15 @@ def batch_report(
             maps["management_zones"] = print_map(png, workdir / "management_zones_map.jpg")
         records = (read_records(store, object_store.report_bucket, change_statistics.site_id)
                    if change_statistics is not None else [])
+        zones = batch.manifest.zones  # the fields drawn on every map
         report_context = build_context(batch=batch, indices=index_statistics,
                                        thermal=thermal_statistics, maps=maps, registry=registry,
                                        zoning=mz, area_unit=zoning.area_unit,
-                                       site_change=change_statistics, site_records=records)
+                                       site_change=change_statistics, site_records=records,
+                                       zones_geojson=store.get_bytes(
+                                           object_store.imagery_bucket,
+                                           f"{batch.batch_id}/{zones}") if zones else None,
+                                       zones_name=zones or "zones")
         pdf = render_report(summary=summary, context=report_context)
         (workdir / "report.pdf").write_bytes(pdf)
         (workdir / "summary.json").write_bytes(summary.to_json())

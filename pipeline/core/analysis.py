@@ -46,6 +46,7 @@ from pipeline.core.stats import (
     finalize_thermal,
     finalize_zone,
     zone_area_m2,
+    zone_classes,
     zone_valid_area_m2,
 )
 from pipeline.core.thermal import calibration, find_hotspots, hotspot_threshold, thermal_bins
@@ -212,7 +213,10 @@ def analyse_indices(
                          classes=classes)
         zone_stats = {z.name: {**finalize_zone(p, label=i + 1),
                                "valid_area_m2": zone_valid_area_m2(p, label=i + 1,
-                                                                   pixel_area_m2=pixel_area)}
+                                                                   pixel_area_m2=pixel_area),
+                               **({"classes": zone_classes(p, label=i + 1, classes=classes,
+                                                           pixel_area_m2=pixel_area)}
+                                  if classes else {})}
                       for i, z in enumerate(zones)}
         results[index.name] = IndexResult(
             name=index.name, stats=stats, zones=zone_stats,

@@ -11,10 +11,12 @@ from pipeline.core.grid import Grid
 from pipeline.core.mgmt_analysis import ManagementZonesAnalysis
 from pipeline.core.registry import BUILTIN_REGISTRY, THERMAL_SCALE, Registry
 from pipeline.core.sites import BatchRecord, SiteChange
+from pipeline.core.report_maps import outlines_on_grid
 from pipeline.core.summary import (
     ArtifactsEncoding,
     ChangeSummary,
     ClassSummary,
+    FieldOutline,
     GridInfo,
     Histogram,
     Hotspot,
@@ -34,6 +36,7 @@ from pipeline.core.summary import (
     ZoneThermal,
 )
 from pipeline.core.validation import ValidatedBatch
+from pipeline.core.zones import load_zones
 
 _CHANGE_KEYS = ("mean", "p10", "p50", "p90", "gain_area_m2", "loss_area_m2")
 _INDEX_KEYS = ("mean", "std", "min", "max", "p10", "p50", "p90", "valid_fraction", "valid_area_m2")
@@ -78,7 +81,9 @@ def build_summary(
     zones = []
     for name in zone_names:
         area = indices.zone_areas_m2[name] if indices else thermal.zone_areas_m2[name]
-        zone_indices = {i: ZoneIndex(**{k: r.zones[name][k] for k in ("mean", "p10", "p50", "p90")})
+        zone_indices = {i: ZoneIndex(**{k: r.zones[name][k]
+                                        for k in ("mean", "p10", "p50", "p90", "classes")
+                                        if k in r.zones[name]})
                         for i, r in (indices.indices if indices else {}).items()}
         zone_thermal = ZoneThermal(**thermal.zones[name]) if thermal and name in thermal.zones else None
         canopy = zoning.canopy_cover.get(name) if zoning is not None else None
@@ -132,6 +137,21 @@ def print_map(png: Path, dst: Path, *, quality: int = 90) -> Path:
     return dst
 
 
+def field_outlines(zones_geojson: bytes | None, *, name: str,
+                   grids: Mapping[str, Grid | None]) -> dict[str, list[FieldOutline]]:
+    """The fields of the zones file on the maps of each grid (in the zones file's order, which is
+    summary.json's `zones` order: the fields' numbers on the maps); {} without a zones file."""
+    if not zones_geojson:
+        return {}
+    out = {}
+    for key, grid in grids.items():
+        if grid is not None:
+            zones = load_zones(zones_geojson, name=name, grid=grid)
+            out[key] = outlines_on_grid([(z.name, z.geometry) for z in zones],
+                                        bounds=tuple(grid.bounds))
+    return out
+
+
 def build_context(
     *,
     batch: ValidatedBatch,
@@ -143,9 +163,12 @@ def build_context(
     area_unit: str = "ha",
     site_change: SiteChange | None = None,
     site_records: Sequence[BatchRecord] = (),
+    zones_geojson: bytes | None = None,
+    zones_name: str = "zones",
 ) -> ReportContext:
     """What the PDF shows beyond summary.json: capture metadata, histograms, the PNG maps
-    (keys: index names and "thermal") and what `registry` says about each index."""
+    (keys: index names and "thermal"), what `registry` says about each index, and the fields of
+    `zones_geojson` (the manifest's zones file) on the optical and thermal grids' maps."""
     histograms = {name: Histogram(edges=r.histogram.edges, counts=r.histogram.counts)
                   for name, r in (indices.indices if indices else {}).items()}
     if thermal is not None:
@@ -185,6 +208,9 @@ def build_context(
         zone_notes=list(zoning.notes) if zoning else [],
         zone_index=zoning.index if zoning else "ndvi",
         previous_zone_means=previous_means, site_series=series,
+        field_outlines=field_outlines(zones_geojson, name=zones_name,
+                                      grids={"grid": indices.grid if indices else None,
+                                             "thermal": thermal.grid if thermal else None}),
         thermal_scale=Scale(ramp=THERMAL_SCALE.ramp, vmin=THERMAL_SCALE.vmin,
                             vmax=THERMAL_SCALE.vmax) if thermal is not None else None,
         index_info={name: IndexInfo(long_name=registry[name].long_name,

@@ -26,7 +26,8 @@ def _scale(scale: Scale) -> ramps.Scale:
 
 def ramp_colours(scale: Scale, values: np.ndarray) -> list[colors.Color]:
     """The heatmap colour of each value (clipped to the scale), from the heatmap's colour table."""
-    return [colors.Color(*(rgba[:3] / 255.0)) for rgba in ramps.colours(_scale(scale), values)]
+    rgb = (ramps.colours(_scale(scale), values)[:, :3] / 255.0).tolist()  # floats, not numpy's
+    return [colors.Color(r, g, b) for r, g, b in rgb]
 
 
 def _fmt(value: float, span: float = 1.0) -> str:

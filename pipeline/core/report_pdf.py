@@ -1,4 +1,9 @@
-"""The PDF report (A4): a cover, one section per index, a thermal section. Same facts as summary.json.
+"""The PDF report (A4): findings first, then the batch, the fields, one section per index, thermal,
+management zones and the change since the previous flight. Same facts as summary.json.
+
+Page 1 is what an agronomist reads first (`report_findings`: fields ranked by vigour, the flagged
+ones in sentences made of the numbers, the facts that say whether to trust them). Every map
+carries the field outlines and labels as vector paths over the image (`report_maps`).
 
 `render_report` is pure: same `Summary` + `ReportContext` → byte-identical PDF (reportlab invariant
 mode, creation date fixed to `summary.generated_at`). Map images are the PNG previews named in the
@@ -12,6 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from xml.sax.saxutils import escape
 
+from reportlab import rl_config
 from reportlab.graphics.shapes import Drawing, Rect, String
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
@@ -38,9 +44,23 @@ from reportlab.platypus import (
 
 from pipeline.core import isoxml
 from pipeline.core import report_charts as charts
+from pipeline.core import report_maps
 from pipeline.core.change import CHANGE_SCALE
-from pipeline.core.summary import IndexSummary, ReportContext, Scale, Summary, ThermalSummary
-from pipeline.core.units import M2_PER_HA, M2_PER_UNIT, area_in
+from pipeline.core.report_findings import STEADY, Findings, area_text, build_findings, day_text
+from pipeline.core.summary import (
+    FieldOutline,
+    IndexSummary,
+    ReportContext,
+    Scale,
+    Summary,
+    ThermalSummary,
+)
+from pipeline.core.units import M2_PER_HA, M2_PER_UNIT
+
+# Binary PDF streams, not ASCII85: without reportlab's C accelerator, encoding the map JPEGs in
+# ASCII85 took ~75 % of the render time (pure Python) and made the file 25 % larger. Set once for
+# the process (read by reportlab at each stream), so every render encodes alike.
+rl_config.useA85 = 0
 
 PAGE_W, PAGE_H = A4
 MARGIN = 18 * mm
@@ -48,6 +68,10 @@ FRAME_W = PAGE_W - 2 * MARGIN
 MAP_MAX_H = 95 * mm
 THERMAL_TITLE = "Thermal — surface temperature (°C)"
 MZ_TITLE = "Management zones and prescription"
+FIELDS_TITLE = "Fields — mean of each index"
+FLAG_TINT = colors.HexColor("#fde8e6")
+DOWN, UP, STEADY_INK = (colors.HexColor("#b42318"), colors.HexColor("#1a7f37"),
+                        colors.HexColor("#5b6670"))
 
 _STYLES = getSampleStyleSheet()
 BODY = ParagraphStyle("body", parent=_STYLES["BodyText"], fontName="Helvetica", fontSize=9, leading=12)
@@ -55,7 +79,11 @@ SMALL = ParagraphStyle("small", parent=BODY, fontSize=8, leading=10)
 H1 = ParagraphStyle("h1", parent=_STYLES["Heading1"], fontName="Helvetica-Bold", fontSize=16, leading=20)
 H2 = ParagraphStyle("h2", parent=_STYLES["Heading2"], fontName="Helvetica-Bold", fontSize=11, leading=14,
                     spaceBefore=8, spaceAfter=4, keepWithNext=1)
-TITLE = ParagraphStyle("title", parent=H1, fontSize=24, leading=30, spaceAfter=6)
+TITLE = ParagraphStyle("title", parent=H1, fontSize=20, leading=24, spaceAfter=2)
+CELL = ParagraphStyle("cell", parent=SMALL, fontSize=8, leading=9.5)
+CELL_RIGHT = ParagraphStyle("cell_right", parent=CELL, alignment=2)
+HEAD = ParagraphStyle("head", parent=CELL, fontName="Helvetica-Bold")
+HEAD_RIGHT = ParagraphStyle("head_right", parent=HEAD, alignment=2)
 TABLE_STYLE = TableStyle([
     ("FONT", (0, 0), (-1, -1), "Helvetica", 8.5),
     ("FONT", (0, 0), (-1, 0), "Helvetica-Bold", 8.5),
@@ -84,12 +112,7 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{value * 100:.1f} %"
 
 
-def _area(area_m2: float | None, unit: str) -> str:
-    """An area in the report's unit (IMAGERY_AREA_UNIT: ha or acre); 4 decimals below 1."""
-    if area_m2 is None:
-        return "–"
-    value = area_in(area_m2=area_m2, unit=unit)
-    return f"{value:,.4f}" if value < 1 else f"{value:,.2f}"
+_area = area_text  # an area in the report's unit (IMAGERY_AREA_UNIT: ha or acre)
 
 
 def _when(value: datetime | None) -> str:
@@ -197,7 +220,97 @@ def _masked_line(context: ReportContext) -> str:
             "value): " + "; ".join(f"{n} {c:,} values" for n, c in sorted(masked.items())))
 
 
-def _cover(summary: Summary, context: ReportContext) -> list[Flowable]:
+def _change_cell(delta: float | None) -> Paragraph | str:
+    """A change as an arrow and a signed number (▼ red down, ▲ green up, = unchanged)."""
+    if delta is None:
+        return "–"
+    if abs(delta) < STEADY:
+        arrow, ink = "=", STEADY_INK
+    else:
+        arrow, ink = ("▼", DOWN) if delta < 0 else ("▲", UP)
+    return Paragraph(f'<font color="#{ink.hexval()[2:]}">{arrow} {delta:+.2f}</font>',
+                     CELL_RIGHT)
+
+
+def _field_rows(findings: Findings, context: ReportContext) -> tuple[list[list], list[float],
+                                                                     list[tuple]]:
+    """The ranked field table of page 1: rows, column widths, row styles (flagged rows tinted)."""
+    unit = context.area_unit
+    fields = findings.fields
+    label = findings.index.upper() if findings.index else ""
+    columns: list[tuple[str, float, Callable]] = [
+        ("#", 8 * mm, lambda f: str(f.number)),
+        ("field", 0.0, lambda f: Paragraph(("<b>%s</b>" if f.reasons else "%s")
+                                           % escape(f.name + ("" if f.flown else " (not flown)")),
+                                           CELL)),
+        (f"area ({unit})", 20 * mm, lambda f: _area(f.area_m2, unit) if f.flown else "–"),
+    ]
+    if findings.index:
+        columns.append((f"mean {label}", 17 * mm, lambda f: _num(f.vigour, 2)))
+    if any(f.low_share is not None for f in fields):
+        columns.append(("stressed + bare", 22 * mm, lambda f: _share(f.low_share)))
+    if any(f.canopy_cover is not None for f in fields):
+        columns.append(("canopy", 15 * mm, lambda f: _share(f.canopy_cover)))
+    if findings.has_change:
+        since = day_text(findings.previous, reference=context.captured_at)
+        columns.append((f"since {since}", 24 * mm, lambda f: _change_cell(f.change)))
+    if any(f.hottest_c is not None for f in fields):
+        columns.append(("hottest °C", 18 * mm, lambda f: _num(f.hottest_c, 1)))
+    if findings.rate_unit:
+        columns.append((f"rate ({findings.rate_unit})", 22 * mm, lambda f: _num(f.rate, 0)))
+    fixed = sum(w for _, w, _ in columns)
+    widths = [w or FRAME_W - fixed for _, w, _ in columns]
+    rows = [[Paragraph(escape(name), HEAD if i < 2 else HEAD_RIGHT)
+             for i, (name, _, _) in enumerate(columns)]]
+    styles = [("ALIGN", (1, 0), (1, -1), "LEFT"), ("VALIGN", (0, 0), (-1, 0), "BOTTOM")]
+    for row, f in enumerate(fields, start=1):
+        rows.append([cell(f) for _, _, cell in columns])
+        if f.reasons:
+            styles.append(("BACKGROUND", (0, row), (-1, row), FLAG_TINT))
+    return rows, widths, styles
+
+
+def _share(value: float | None) -> str:
+    return "–" if value is None else f"{round(value * 100):d} %"
+
+
+def _first_page(summary: Summary, context: ReportContext, findings: Findings) -> list[Flowable]:
+    """What a reader who opens only this page needs: which fields need attention and why, every
+    field ranked, and whether to trust the numbers."""
+    captured = (f"captured {day_text(context.captured_at)}" if context.captured_at
+                else "capture date unknown")
+    site = f" · site {summary.site.site_id}" if summary.site else ""
+    story: list[Flowable] = [
+        Paragraph("Crop imagery report", TITLE),
+        Paragraph(escape(f"{summary.batch_id} · {captured}{site}"), H2),
+        Paragraph("What needs attention", H2),
+        *[Paragraph("• " + escape(text), BODY) for text in findings.sentences],
+        Paragraph(escape(findings.rule), SMALL),
+    ]
+    if findings.fields:
+        order = (f"lowest mean {findings.index.upper()} first" if findings.index
+                 else "hottest first")
+        rows, widths, styles = _field_rows(findings, context)
+        story += [Paragraph(f"Fields, {order}", H2),
+                  _table(rows, widths, long=True, extra=styles),
+                  Paragraph("#: the field's number on the maps. Flagged fields are tinted. "
+                            "Stressed + bare: share of the field's valid pixels with NDVI below "
+                            "0.4; canopy: share at or above the canopy threshold; hottest: the "
+                            "field's warmest pixel; rate: the prescription averaged over the "
+                            "field's management zones.", SMALL)]
+    facts = Table([[Paragraph(f"<b>{escape(k)}</b>", SMALL), Paragraph(escape(v), SMALL)]
+                   for k, v in findings.facts], colWidths=[32 * mm, FRAME_W - 32 * mm],
+                  hAlign="LEFT")
+    facts.setStyle(TableStyle([("LINEBELOW", (0, 0), (-1, -1), 0.3, colors.HexColor("#d0d4d8")),
+                               ("VALIGN", (0, 0), (-1, -1), "TOP"),
+                               ("TOPPADDING", (0, 0), (-1, -1), 1.5),
+                               ("BOTTOMPADDING", (0, 0), (-1, -1), 1.5)]))
+    story += [Paragraph("About these numbers", H2), facts]
+    return story
+
+
+def _about(summary: Summary, context: ReportContext) -> list[Flowable]:
+    """The batch in detail (grid, sensor, what was left out) and the list of sections."""
     unit = context.area_unit
     grid = summary.grid
     extent_m2 = grid.width * grid.height * grid.pixel_size[0] * grid.pixel_size[1]
@@ -210,7 +323,8 @@ def _cover(summary: Summary, context: ReportContext) -> list[Flowable]:
         ["Area covered", f"{_area(imaged_m2, unit)} {unit} with data "
                          f"(grid extent {_area(extent_m2, unit)} {unit})"],
         ["Grid CRS", grid.crs],
-        ["Pixel size", f"{grid.pixel_size[0]:g} × {grid.pixel_size[1]:g} {'m' if _metric(grid.crs) else '(CRS units)'}"],
+        ["Pixel size", f"{grid.pixel_size[0]:g} × {grid.pixel_size[1]:g} "
+                       f"{'m' if _metric(grid.crs) else '(CRS units)'}"],
         ["Grid size", f"{grid.width:,} × {grid.height:,} px"],
         ["Bounds", ", ".join(f"{b:,.2f}" for b in grid.bounds)],
         ["Indices", ", ".join(n.upper() for n in summary.indices) or "none"],
@@ -223,26 +337,59 @@ def _cover(summary: Summary, context: ReportContext) -> list[Flowable]:
     if summary.ignored_images:
         rows.insert(-2, ["Ignored images", "; ".join(f"{i.path} ({i.reason})"
                                                      for i in summary.ignored_images)])
-    table = Table([[Paragraph(f"<b>{escape(k)}</b>", BODY), Paragraph(escape(v), BODY)] for k, v in rows],
-                  colWidths=[45 * mm, FRAME_W - 45 * mm], hAlign="LEFT")
+    table = Table([[Paragraph(f"<b>{escape(k)}</b>", BODY), Paragraph(escape(v), BODY)]
+                   for k, v in rows], colWidths=[45 * mm, FRAME_W - 45 * mm], hAlign="LEFT")
     table.setStyle(TableStyle([("LINEBELOW", (0, 0), (-1, -1), 0.3, colors.HexColor("#d0d4d8")),
                                ("VALIGN", (0, 0), (-1, -1), "TOP")]))
-    contents = [section_title(n, context) for n in summary.indices] + (
+    contents = ([FIELDS_TITLE] if summary.zones else []) + [
+        section_title(n, context) for n in summary.indices] + (
         [THERMAL_TITLE] if summary.thermal else []) + (
-        [MZ_TITLE] if summary.management_zones else [])
+        [MZ_TITLE] if summary.management_zones else []) + (
+        [_since_title(summary)] if _since_title(summary) else [])
     return [
-        Spacer(1, 30 * mm),
-        Paragraph("Crop imagery report", TITLE),
-        Paragraph(escape(summary.batch_id), H1),
-        Spacer(1, 8 * mm),
+        PageBreak(),
+        Paragraph("About this batch", H1),
         table,
-        Spacer(1, 8 * mm),
+        Spacer(1, 6 * mm),
         Paragraph("Sections", H2),
         *[Paragraph(f"{i}. {escape(t)}", BODY) for i, t in enumerate(contents, start=1)],
-        Spacer(1, 6 * mm),
-        Paragraph("Values are computed on the batch grid from surface reflectance; percentages of a class are of "
-                  "pixels with valid data. Maps are oriented to grid north.", SMALL),
+        Spacer(1, 4 * mm),
+        Paragraph("Values are computed on the batch grid from surface reflectance; percentages of "
+                  "a class are of pixels with valid data. Maps are oriented to grid north; the "
+                  "fields are outlined on every map, labelled by name or by their number.", SMALL),
     ]
+
+
+def _fields_section(summary: Summary, context: ReportContext) -> list[Flowable]:
+    """One row per field, one column per index mean (and thermal mean and max): the compact
+    table the index pages no longer repeat."""
+    if not summary.zones:
+        return []
+    unit = context.area_unit
+    names = list(summary.indices)
+    thermal = any(z.thermal is not None for z in summary.zones)
+    header = ["#", "field", f"area ({unit})", *[n.upper() for n in names]]
+    header += ["mean °C", "max °C"] if thermal else []
+    value_w = min(16 * mm, (FRAME_W - 8 * mm - 30 * mm - 18 * mm) / max(len(header) - 3, 1))
+    widths = [8 * mm, 0.0, 18 * mm] + [value_w] * (len(header) - 3)
+    widths[1] = FRAME_W - sum(widths)
+    missing = set(_not_flown(summary))
+    rows = [header]
+    for number, zone in enumerate(summary.zones, start=1):
+        label = zone.name + (" (not flown)" if zone.name in missing else "")
+        row = [str(number), Paragraph(escape(label), CELL), _area(zone.area_m2, unit)]
+        row += [_num(zone.indices[n].mean if n in zone.indices else None) for n in names]
+        if thermal:
+            row += [_num(zone.thermal.mean_c if zone.thermal else None, 1),
+                    _num(zone.thermal.max_c if zone.thermal else None, 1)]
+        rows.append(row)
+    return [Spacer(1, 6 * mm), Paragraph(FIELDS_TITLE, H1),
+            Paragraph("Mean of each index over the field's valid pixels; the index pages show "
+                      "the maps with every field outlined. #: the field's number on the maps.",
+                      SMALL),
+            _table(rows, widths, long=True, extra=[("ALIGN", (1, 0), (1, -1), "LEFT"),
+                                                   ("FONT", (0, 0), (-1, -1), "Helvetica", 8),
+                                                   ("FONT", (0, 0), (-1, 0), "Helvetica-Bold", 8)])]
 
 
 def _map_block(summary: Summary, context: ReportContext, key: str, scale, unit: str) -> list[Flowable]:
@@ -252,21 +399,54 @@ def _map_block(summary: Summary, context: ReportContext, key: str, scale, unit: 
     pixel_w, pixel_h = ImageReader(str(path)).getSize()
     ratio = min(FRAME_W / pixel_w, MAP_MAX_H / pixel_h)
     width, height = pixel_w * ratio, pixel_h * ratio
-    image = _Framed(str(path), width=width, height=height, hAlign="LEFT")
+    image = _Framed(str(path), width=width, height=height, hAlign="LEFT",
+                    outlines=_outlines(context, key))
     grid = summary.grid
     ground_w = grid.width * grid.pixel_size[0] if _metric(grid.crs) else None
-    parts: list[Flowable] = [image, Spacer(1, 2 * mm),
-                             charts.scale_bar(width=FRAME_W, map_width_pt=width, ground_width_m=ground_w)]
+    parts: list[Flowable] = [image, *image.key(), Spacer(1, 2 * mm),
+                             charts.scale_bar(width=FRAME_W, map_width_pt=width,
+                                              ground_width_m=ground_w)]
     if scale is not None:
         parts += [Spacer(1, 1 * mm), charts.legend(scale, width=min(FRAME_W, max(width, 90 * mm)), unit=unit)]
     return [KeepTogether(parts)]
 
 
+def _outlines(context: ReportContext, key: str) -> list[FieldOutline]:
+    """The field outlines of map `key`: the thermal grid's for "thermal", else the optical
+    grid's (index, change and management-zone maps)."""
+    frame = "thermal" if key == "thermal" else "grid"
+    return list(context.field_outlines.get(frame) or ())
+
+
 class _Framed(Image):
-    """The map with a hairline frame, so white no-data edges do not dissolve into the page."""
+    """The map with a hairline frame, so white no-data edges do not dissolve into the page, and
+    the field outlines and labels drawn over it as vector paths."""
+
+    def __init__(self, path: str, *, width: float, height: float,
+                 outlines: Sequence[FieldOutline] = (), **kwargs: object) -> None:
+        super().__init__(path, width=width, height=height, **kwargs)
+        self.outlines = list(outlines)
+        self.labels = report_maps.map_labels(self.outlines, width=width, height=height)
+
+    def key(self) -> list[Flowable]:
+        """The numbered fields' names (and those the map had no room to label), under the map."""
+        numbered = [f"{label.number} {escape(o.name)}"
+                    for o, label in zip(self.outlines, self.labels, strict=True)
+                    if label is not None and label.numbered]
+        crowded = [escape(o.name) for o, label in zip(self.outlines, self.labels, strict=True)
+                   if label is None and o.anchor is not None]
+        parts = []
+        if numbered:
+            parts.append("Fields by number: " + " · ".join(numbered) + ".")
+        if crowded:
+            parts.append("Not labelled (no room on the map): " + ", ".join(crowded) + ".")
+        return [Spacer(1, 1 * mm), Paragraph(" ".join(parts), SMALL)] if parts else []
 
     def draw(self) -> None:
         super().draw()
+        if self.outlines:
+            report_maps.draw_fields(self.canv, outlines=self.outlines, labels=self.labels,
+                                    width=self.drawWidth, height=self.drawHeight)
         self.canv.setStrokeColor(colors.HexColor("#9aa0a6"))
         self.canv.setLineWidth(0.4)
         self.canv.rect(0, 0, self.drawWidth, self.drawHeight, stroke=1, fill=0)
@@ -316,17 +496,6 @@ def _index_section(name: str, stats: IndexSummary, summary: Summary, context: Re
         widths = [5 * mm, 32 * mm, 40 * mm, 30 * mm, 30 * mm]
         story += [Paragraph("Classes", H2), _table(rows, widths, extra=[("ALIGN", (1, 0), (1, -1), "LEFT"),
                                                                          *swatches])]
-    zones = [z for z in summary.zones if name in z.indices]
-    missing = set(_not_flown(summary))
-    if zones:
-        rows = [["zone", f"area ({unit})", "mean", "p10", "p50", "p90"]]
-        for zone in zones:
-            s = zone.indices[name]
-            label = zone.name + (" (not flown)" if zone.name in missing else "")
-            rows.append([Paragraph(escape(label), SMALL), _area(zone.area_m2, unit),
-                         _num(s.mean), _num(s.p10), _num(s.p50), _num(s.p90)])
-        story += [Paragraph(f"Zones — {escape(name.upper())}", H2),
-                  _table(rows, [60 * mm, 25 * mm, 22 * mm, 22 * mm, 22 * mm, 22 * mm], long=True)]
     return story
 
 
@@ -351,12 +520,6 @@ def _thermal_section(thermal: ThermalSummary, summary: Summary, context: ReportC
         story.append(Paragraph(f"Centroids in {escape(summary.grid.crs)}.", SMALL))
     else:
         story.append(Paragraph("No hotspot.", BODY))
-    zones = [z for z in summary.zones if z.thermal is not None]
-    if zones:
-        rows = [["zone", f"area ({unit})", "mean °C", "max °C"]]
-        rows += [[Paragraph(escape(z.name), SMALL), _area(z.area_m2, unit),
-                  _num(z.thermal.mean_c, 1), _num(z.thermal.max_c, 1)] for z in zones]
-        story += [Paragraph("Zones — thermal", H2), _table(rows, [60 * mm, 25 * mm, 25 * mm, 25 * mm], long=True)]
     return story
 
 
@@ -390,8 +553,10 @@ def _zone_map(summary: Summary, context: ReportContext) -> list[Flowable]:
     ratio = min(FRAME_W / pixel_w, MAP_MAX_H / pixel_h)
     grid = summary.grid
     ground_w = grid.width * grid.pixel_size[0] if _metric(grid.crs) else None
+    image = _Framed(str(path), width=pixel_w * ratio, height=pixel_h * ratio, hAlign="LEFT",
+                    outlines=_outlines(context, "management_zones"))
     return [KeepTogether([
-        _Framed(str(path), width=pixel_w * ratio, height=pixel_h * ratio, hAlign="LEFT"),
+        image, *image.key(),
         Spacer(1, 2 * mm),
         charts.scale_bar(width=FRAME_W, map_width_pt=pixel_w * ratio, ground_width_m=ground_w),
         _zone_legend(context.zone_colours, FRAME_W)])]
@@ -457,14 +622,23 @@ def _management_zones_section(summary: Summary, context: ReportContext) -> list[
 CHANGE_INDEX = "ndvi"  # the index of the "Since" page (the one agronomists act on)
 
 
+def _since_title(summary: Summary) -> str | None:
+    """"Since 14 June 2026" (the previous flight's capture date), None without a previous flight."""
+    site = summary.site
+    if site is None or site.previous_batch_id is None:
+        return None
+    when = (day_text(site.previous_captured_at) if site.previous_captured_at
+            else site.previous_batch_id)
+    return f"Since {when}"
+
+
 def _since_section(summary: Summary, context: ReportContext) -> list[Flowable]:
     """"Since <previous date>": the change map, the per-field table and the NDVI series."""
     site = summary.site
-    if site is None or site.previous_batch_id is None:
+    title = _since_title(summary)
+    if title is None:
         return []
-    when = (f"{site.previous_captured_at:%d %B %Y}" if site.previous_captured_at
-            else site.previous_batch_id)
-    story: list[Flowable] = [PageBreak(), Paragraph(f"Since {escape(when)}", H1),
+    story: list[Flowable] = [PageBreak(), Paragraph(escape(title), H1),
                              Paragraph(f"Site {escape(site.site_id)}: this flight compared with "
                                        f"{escape(site.previous_batch_id)}.", BODY)]
     change = summary.change.get(CHANGE_INDEX)
@@ -502,7 +676,11 @@ def render_report(*, summary: Summary, context: ReportContext, invariant: bool =
     """The report as PDF bytes (A4). With `invariant`, identical inputs give identical bytes."""
     buffer = io.BytesIO()
     doc = _document(buffer, summary, invariant=invariant)
-    story: list[Flowable] = [*_cover(summary, context), NextPageTemplate("body")]
+    findings = build_findings(summary=summary, context=context)
+    # page 1 is the "cover" template (no header); every later page, even one the first page's
+    # table runs over to, the "body" one
+    story: list[Flowable] = [NextPageTemplate("body"), *_first_page(summary, context, findings),
+                             *_about(summary, context), *_fields_section(summary, context)]
     for name, stats in summary.indices.items():
         story += _index_section(name, stats, summary, context)
     if summary.thermal is not None:

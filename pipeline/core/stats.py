@@ -268,11 +268,23 @@ def finalize(parts: LazyStats, *, grid_pixels: int, pixel_area_m2: float,
     return out
 
 
-def _class(parts: LazyStats, spec, n: float, pixel_area_m2: float) -> dict[str, Any]:
+def zone_classes(parts: LazyStats, *, label: int, pixel_area_m2: float,
+                 classes: Sequence[Mapping[str, Any] | tuple[str, float, float]],
+                 ) -> list[dict[str, Any]]:
+    """The class fractions and areas of zone `label` (1-based), as `finalize`'s `classes`:
+    [{name, lower, upper, fraction, area_m2}], fraction of the zone's valid pixels (None when
+    the zone has none: a field not flown)."""
+    n = float(np.asarray(parts.sums)[label, COUNT])
+    out = [_class(parts, c, n, pixel_area_m2, group=label) for c in classes]
+    return out if n else [c | {"fraction": None} for c in out]
+
+
+def _class(parts: LazyStats, spec, n: float, pixel_area_m2: float, *,
+           group: int = 0) -> dict[str, Any]:
     name, lower, upper = ((spec["name"], spec["lower"], spec["upper"])
                           if isinstance(spec, Mapping) else spec)
-    low = 0.0 if lower <= parts.lo else _below(parts, 0, lower)
-    high = n if upper >= parts.hi else _below(parts, 0, upper)
+    low = 0.0 if lower <= parts.lo else _below(parts, group, lower)
+    high = n if upper >= parts.hi else _below(parts, group, upper)
     count = max(high - low, 0.0) if n else 0.0
     return {"name": name, "lower": float(lower), "upper": float(upper),
             "fraction": count / n if n else 0.0, "area_m2": count * pixel_area_m2}

@@ -151,6 +151,9 @@ class ZoneIndex(_Model):
     p10: Stat
     p50: Stat
     p90: Stat
+    classes: list[ClassSummary] = Field(
+        default_factory=list, description="the index's classes over the zone's valid pixels "
+        "(NDVI: bare, stressed, moderate, healthy); fraction null without a valid pixel")
 
 
 class ZoneThermal(_Model):
@@ -318,12 +321,22 @@ class ZonePartRow(_Model):
     rate: float | None = None
 
 
+class FieldOutline(_Model):
+    """A field on the maps of one grid (`report_maps.outlines_on_grid`): its rings and label
+    anchor in map fractions, u west to east and v north to south over the grid's extent."""
+
+    name: str
+    rings: list[list[tuple[float, float]]] = Field(default_factory=list)
+    anchor: tuple[float, float] | None = Field(default=None, description="None: off the map")
+
+
 class ReportContext(_Model):
     """Batch metadata and local PNG maps for the PDF. Keys of `maps`/`histograms`: index names,
     "thermal" and "management_zones". `thermal_scale` is the ramp of the thermal heatmap
     (summary.json has none); `index_info` is the registry's word on each index of the batch.
     `area_unit` is IMAGERY_AREA_UNIT; the management-zone page lists `zone_parts` per field with
-    `zone_colours` (RGB of classes 1..n, as in the class COG)."""
+    `zone_colours` (RGB of classes 1..n, as in the class COG); `field_outlines` are drawn over
+    every map."""
 
     captured_at: UtcTime | None = None
     platform: str = ""
@@ -344,6 +357,9 @@ class ReportContext(_Model):
     # the site's flights up to this one ("" = whole grid)
     previous_zone_means: dict[str, float | None] = Field(default_factory=dict)
     site_series: dict[str, list[tuple[UtcTime, float]]] = Field(default_factory=dict)
+    # the fields drawn on the maps, in summary.json `zones` order (their numbers on the maps):
+    # "grid" for the maps of the optical grid (indices, change, management zones), "thermal"
+    field_outlines: dict[str, list[FieldOutline]] = Field(default_factory=dict)
 
 
 # ---- distribution.json ------------------------------------------------------------------------

@@ -282,13 +282,14 @@ def test_batch__fields_not_flown_kept_and_masked_values_on_the_first_page(tmp_pa
     assert by_name["flown"]["indices"]["ndvi"]["mean"] == pytest.approx(0.4 / 0.6, rel=1e-6)
     for name in ("gap", "far"):
         assert by_name[name]["area_m2"] == 0
-        assert by_name[name]["indices"]["ndvi"] == {"mean": None, "p10": None, "p50": None,
-                                                    "p90": None}
+        ndvi = dict(by_name[name]["indices"]["ndvi"])
+        assert [c["fraction"] for c in ndvi.pop("classes")] == [None] * 4
+        assert ndvi == {"mean": None, "p10": None, "p50": None, "p90": None}
     context = build_context(batch=batch, indices=result, thermal=None, maps={})
     pdf = render_report(summary=summary, context=context)
     first = " ".join(PdfReader(io.BytesIO(pdf)).pages[0].extract_text().split())
     assert "ortho.tif 40 values" in first
-    assert "2 without imagery in this batch" in first and "gap, far" in first
+    assert "Not flown in this batch (2 without imagery" in first and "gap, far" in first
 
 
 _GOOD = {"schema_version": 1, "batch_id": "b1",

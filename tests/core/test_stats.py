@@ -19,6 +19,7 @@ from pipeline.core.stats import (
     finalize_zone,
     lazy_stats,
     zone_area_m2,
+    zone_classes,
 )
 
 NDVI_CLASSES = [("bare", -1.0, 0.2), ("stressed", 0.2, 0.4), ("moderate", 0.4, 0.6),
@@ -117,6 +118,30 @@ def test_lazy_stats__per_zone_labels_match_numpy_masks():
         assert thermal["max_c"] == pytest.approx(v.max()) and thermal["min_c"] == v.min()
     whole = finalize(parts, grid_pixels=values.size, pixel_area_m2=0.5)
     _check(whole, values)  # group 0 is every pixel, labelled or not
+
+
+def test_zone_classes__fractions_of_each_zone_match_numpy_masks():
+    rng = np.random.default_rng(11)
+    values = rng.uniform(-0.3, 0.95, (48, 64)).astype(np.float32)
+    values[rng.random(values.shape) < 0.15] = np.nan
+    labels = np.zeros(values.shape, dtype=np.int32)
+    labels[:20, :30], labels[25:, 20:] = 1, 2
+    labels[40:, 50:] = 3
+    values[labels == 3] = np.nan  # a zone without a valid pixel (not flown)
+    lazy = lazy_stats(_da(values, 16), lo=-1, hi=1, bins=2000, labels=_da(labels, 16),
+                      n_labels=3)
+    (parts,) = dask.compute(lazy)
+    for z in (1, 2):
+        v = values[(labels == z) & np.isfinite(values)]
+        got = zone_classes(parts, label=z, pixel_area_m2=0.25, classes=NDVI_CLASSES)
+        assert [c["name"] for c in got] == ["bare", "stressed", "moderate", "healthy"]
+        expected = [np.mean((v >= lo) & (v < hi)) for _, lo, hi in NDVI_CLASSES[:-1]]
+        expected.append(np.mean(v >= 0.6))
+        np.testing.assert_allclose([c["fraction"] for c in got], expected, atol=1e-3)
+        np.testing.assert_allclose([c["area_m2"] for c in got],
+                                   np.array(expected) * v.size * 0.25, rtol=1e-2, atol=0.26)
+    empty = zone_classes(parts, label=3, pixel_area_m2=0.25, classes=NDVI_CLASSES)
+    assert [c["fraction"] for c in empty] == [None] * 4 and [c["area_m2"] for c in empty] == [0.0] * 4
 
 
 @given(seed=st.integers(0, 2**16), spread=st.integers(1, 3000))

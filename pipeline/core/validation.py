@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -62,7 +62,6 @@ class ValidatedBatch:
     manifest_etag: str = ""
     # (thermal_unit, thermal_scale, thermal_offset) shared by the thermal images, when there are any
     thermal_calibration: tuple[str | None, float | None, float | None] | None = None
-    extra: Mapping[str, str] = field(default_factory=dict)
     ignored: tuple[IgnoredImage, ...] = ()  # images with only `other`/`alpha` bands
 
     def with_gdal_options(self, options: Mapping[str, str]) -> ValidatedBatch:

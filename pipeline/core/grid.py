@@ -28,6 +28,15 @@ _SNAP_EPS = 1e-6  # in pixels: bounds within this of a pixel edge are treated as
 _WGS84 = Geod(ellps="WGS84")
 
 
+def raster_bounds(*, transform: Affine, width: int,
+                  height: int) -> tuple[float, float, float, float]:
+    """(left, bottom, right, top) of a `width` × `height` raster whose pixel corners `transform`
+    maps to CRS coordinates: the extremes of its four corners (rotated transforms included)."""
+    corners = [transform @ (x, y) for x in (0, width) for y in (0, height)]
+    xs, ys = [float(x) for x, _ in corners], [float(y) for _, y in corners]
+    return (min(xs), min(ys), max(xs), max(ys))
+
+
 @dataclass(frozen=True)
 class Grid:
     """A north-up raster grid. `transform` maps (col, row) of pixel corners to CRS coordinates."""
@@ -55,10 +64,7 @@ class Grid:
     @property
     def bounds(self) -> tuple[float, float, float, float]:
         """(left, bottom, right, top) in CRS units."""
-        t = self.transform
-        xs = (t.c, t.c + t.a * self.width)
-        ys = (t.f, t.f + t.e * self.height)
-        return (min(xs), min(ys), max(xs), max(ys))
+        return raster_bounds(transform=self.transform, width=self.width, height=self.height)
 
     def coords(self) -> tuple[np.ndarray, np.ndarray]:
         """x (length width) and y (length height) coordinates of pixel centres, float64."""
@@ -127,12 +133,10 @@ def _too_large(name: str, width: int, height: int, max_pixels: int, what: str) -
         )
 
 
-def _header_bounds(header: HeaderInfo, crs: CRS) -> tuple[float, float, float, float]:
-    t = header.transform
-    xs = np.array([0, header.width, 0, header.width], dtype=float)
-    ys = np.array([0, 0, header.height, header.height], dtype=float)
-    px, py = t.a * xs + t.b * ys + t.c, t.d * xs + t.e * ys + t.f
-    bounds = (float(px.min()), float(py.min()), float(px.max()), float(py.max()))
+def header_bounds(header: HeaderInfo, *, crs: CRS) -> tuple[float, float, float, float]:
+    """(left, bottom, right, top) of an image in `crs` (its own bounds when it is in `crs`,
+    else transformed with 21 points densified along each edge)."""
+    bounds = raster_bounds(transform=header.transform, width=header.width, height=header.height)
     if CRS.from_user_input(header.crs) == crs:
         return bounds
     return tuple(transform_bounds(header.crs, crs, *bounds, densify_pts=21))  # type: ignore[return-value]
@@ -198,7 +202,7 @@ def check_overlap(*, names: Sequence[str], headers: Sequence[HeaderInfo]) -> Non
     if len(headers) < 2:
         return
     crs = CRS.from_user_input(headers[0].crs)
-    _refuse_outliers(list(names), [_header_bounds(h, crs) for h in headers], crs)
+    _refuse_outliers(list(names), [header_bounds(h, crs=crs) for h in headers], crs)
 
 
 def batch_grid(
@@ -228,7 +232,7 @@ def batch_grid(
     t = first.transform
     xres = math.hypot(t.a, t.d)
     yres = math.hypot(t.b, t.e)
-    all_bounds = [_header_bounds(h, crs) for h in headers]
+    all_bounds = [header_bounds(h, crs=crs) for h in headers]
     _refuse_outliers([s.name for s in chosen], all_bounds, crs)
     left = _snap(min(b[0] for b in all_bounds), t.c, xres, up=False)
     right = _snap(max(b[2] for b in all_bounds), t.c, xres, up=True)

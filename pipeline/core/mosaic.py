@@ -40,7 +40,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
-from pipeline.core.grid import DEFAULT_MAX_PIXELS, Grid, batch_grid
+from pipeline.core.grid import DEFAULT_MAX_PIXELS, Grid, batch_grid, raster_bounds
 from pipeline.core.manifest import OPTICAL_BANDS
 from pipeline.core.sources import (  # re-exported: callers import them from here
     _READ_ERRORS,
@@ -162,12 +162,10 @@ def _footprint(header: HeaderInfo, grid: Grid,
         # the +½ of pixel centres moves the corners by at most one pixel: stay generous
         return (int(np.floor(min(rows))) - 1, int(np.ceil(max(rows))) + 1,
                 int(np.floor(min(cols))) - 1, int(np.ceil(max(cols))) + 1)
-    t = header.transform
-    xs = np.array([0, header.width, 0, header.width], dtype=float)
-    ys = np.array([0, 0, header.height, header.height], dtype=float)
-    px, py = t.a * xs + t.b * ys + t.c, t.d * xs + t.e * ys + t.f
-    left, bottom, right, top = transform_bounds(header.crs, grid.crs, px.min(), py.min(),
-                                                px.max(), py.max(), densify_pts=21)
+    left, bottom, right, top = transform_bounds(
+        header.crs, grid.crs,
+        *raster_bounds(transform=header.transform, width=header.width, height=header.height),
+        densify_pts=21)
     inv = ~grid.transform
     cols, rows = zip(*(inv @ (x, y) for x in (left, right) for y in (bottom, top)))
     return (int(np.floor(min(rows))) - 1, int(np.ceil(max(rows))) + 1,

@@ -10,7 +10,6 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
-import numpy as np
 
 from pipeline.core.bands import resolve_bands
 from pipeline.core.errors import (
@@ -18,7 +17,14 @@ from pipeline.core.errors import (
     ManifestError,
     UnreadableImage,
 )
-from pipeline.core.grid import DEFAULT_MAX_PIXELS, Grid, batch_grid, check_header, check_overlap
+from pipeline.core.grid import (
+    DEFAULT_MAX_PIXELS,
+    Grid,
+    batch_grid,
+    check_header,
+    check_overlap,
+    raster_bounds,
+)
 from pipeline.core.manifest import IGNORED_BANDS, OPTICAL_BANDS, Manifest
 from pipeline.core.sources import HeaderInfo, ImageSource, open_header
 from pipeline.core.thermal_check import check_thermal_plausible
@@ -200,7 +206,7 @@ def validate_images(
             name=source.name,
             size_bytes=int((sizes or {}).get(source.name, 0)),
             crs=header.crs.to_string() if hasattr(header.crs, "to_string") else str(header.crs),
-            bounds=tuple(float(v) for v in _bounds(transform, header.width, header.height)),
+            bounds=raster_bounds(transform=transform, width=header.width, height=header.height),
             pixel_size=(abs(float(transform.a)), abs(float(transform.e))),
             width=int(header.width), height=int(header.height), bands=source.bands,
             dtype=str(header.dtypes[0]),
@@ -209,10 +215,3 @@ def validate_images(
                           facts=tuple(facts), grid=grid, manifest_etag=manifest_etag,
                           thermal_calibration=calibration, ignored=tuple(ignored))
 
-
-def _bounds(transform, width: int, height: int) -> tuple[float, float, float, float]:
-    xs = np.array([0, width, 0, width], dtype=float)
-    ys = np.array([0, 0, height, height], dtype=float)
-    px = transform.a * xs + transform.b * ys + transform.c
-    py = transform.d * xs + transform.e * ys + transform.f
-    return float(px.min()), float(py.min()), float(px.max()), float(py.max())

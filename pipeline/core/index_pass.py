@@ -25,13 +25,13 @@ from pipeline.core.mosaic import WindowReader
 from pipeline.core.ramps import Scale, palette_index
 from pipeline.core.registry import IndexDef, compute
 from pipeline.core.stats import Bins, LazyStats, block_table
-from pipeline.core.zones import _label_block
+from pipeline.core.zones import window_labels
 
 
 def _labels(zones: tuple, transform: tuple, rows, cols) -> np.ndarray | None:
     if not zones:
         return None
-    return _label_block(zones, transform, block_info={None: {"array-location": [rows, cols]}})
+    return window_labels(zones, transform=transform, rows=rows, cols=cols)
 
 
 @dataclass(frozen=True, repr=False)

@@ -53,7 +53,7 @@ import rasterio
 import shapely
 from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning
-from rasterio.features import rasterize, shapes
+from rasterio.features import shapes
 from rasterio.windows import Window
 from scipy import ndimage
 from shapely.geometry import MultiPolygon, box, shape
@@ -62,6 +62,7 @@ from shapely.geometry.base import BaseGeometry
 from pipeline.core.errors import NoValidData
 from pipeline.core.grid import Grid
 from pipeline.core.units import M2_PER_HA
+from pipeline.core.zones import burn_labels
 
 WORK_MAX_SIDE = 2048
 MIN_MMU_CELLS = 64
@@ -269,24 +270,6 @@ def _windows(height: int, width: int, step: int) -> Iterator[Window]:
             yield Window(c, r, min(step, width - c), min(step, height - r))
 
 
-def _field_labels(geometries: Sequence[BaseGeometry], transform: Affine,
-                  shape_: tuple[int, int]) -> np.ndarray:
-    """int32 labels, i + 1 inside field i (pixel centre inside, first field wins), else 0."""
-    if not geometries:
-        return np.zeros(shape_, dtype=np.int32)
-    h, w = shape_
-    xs = (transform.c, transform.c + transform.a * w)
-    ys = (transform.f, transform.f + transform.e * h)
-    extent = box(min(xs), min(ys), max(xs), max(ys))
-    burn = [(g, i + 1) for i, g in reversed(list(enumerate(geometries))) if g.intersects(extent)]
-    if not burn:
-        return np.zeros(shape_, dtype=np.int32)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        return rasterize(burn, out_shape=shape_, transform=transform, fill=0, all_touched=False,
-                         dtype="int32")
-
-
 def _block_sums(values: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
     """Per factor × factor block: sum of finite values and their count (window padded)."""
     h, w = values.shape
@@ -429,7 +412,8 @@ def zonate(
             sums[r0:r0 + s.shape[0], c0:c0 + s.shape[1]] = s
             counts[r0:r0 + s.shape[0], c0:c0 + s.shape[1]] = c
             if fields:
-                labels = _field_labels(geometries, src.window_transform(win), values.shape)
+                labels = burn_labels(geometries, transform=src.window_transform(win),
+                                     shape=values.shape)
                 valid = np.isfinite(values)
                 canopy[:, 0] += np.bincount(labels[valid], minlength=len(fields) + 1)
                 canopy[:, 1] += np.bincount(labels[valid & (values >= canopy_ndvi)],
@@ -451,7 +435,7 @@ def zonate(
                                 classes=classes)
         raw = np.where(cell_valid, np.digitize(smooth, breaks) + 1, 0).astype(np.uint8)
         wt = grid.transform @ Affine.scale(f, f)
-        field_cells = _field_labels(geometries, wt, (wh, ww))
+        field_cells = burn_labels(geometries, transform=wt, shape=(wh, ww))
         pixel_area = grid.pixel_area_m2
         mmu_pixels = min_ha * M2_PER_HA / pixel_area
         merged_classes, merged = merge_small_parts(classes=raw, fields=field_cells,

@@ -24,7 +24,7 @@ from shapely.geometry.base import BaseGeometry
 from shapely.ops import transform as transform_geometry
 
 from pipeline.core.errors import ZonesError
-from pipeline.core.grid import Grid
+from pipeline.core.grid import Grid, raster_bounds
 
 
 @dataclass(frozen=True)
@@ -127,25 +127,34 @@ def outside_grid(zones: Sequence[Zone], *, grid: Grid) -> list[str]:
     return [z.name for z in zones if not z.geometry.intersects(grid_box)]
 
 
-def _label_block(zones: tuple[BaseGeometry, ...], transform: tuple, block_info=None) -> np.ndarray:
-    (r0, r1), (c0, c1) = block_info[None]["array-location"]
-    t = Affine(*transform) @ Affine.translation(c0, r0)
-    shape_ = (r1 - r0, c1 - c0)
-    block_box = box(*_bounds_of(t, shape_))
-    # burn in reverse so that the first zone in file order wins where zones overlap
-    shapes = [(g, i + 1) for i, g in reversed(list(enumerate(zones))) if g.intersects(block_box)]
-    if not shapes:
-        return np.zeros(shape_, dtype=np.int32)
+def burn_labels(geometries: Sequence[BaseGeometry], *, transform: Affine,
+                shape: tuple[int, int]) -> np.ndarray:
+    """int32 labels of a (rows, cols) raster whose pixel corners `transform` maps to CRS
+    coordinates: i + 1 where a pixel's centre is inside geometries[i] (all_touched=False), the
+    first geometry in order winning where they overlap; 0 elsewhere."""
+    extent = box(*raster_bounds(transform=transform, width=shape[1], height=shape[0]))
+    # burn in reverse so that the first geometry in order wins where they overlap
+    burn = [(g, i + 1) for i, g in reversed(list(enumerate(geometries))) if g.intersects(extent)]
+    if not burn:
+        return np.zeros(shape, dtype=np.int32)
     with warnings.catch_warnings():  # rasterio's in-memory target warns needlessly
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        return rasterize(shapes, out_shape=shape_, transform=t, fill=0, all_touched=False,
+        return rasterize(burn, out_shape=shape, transform=transform, fill=0, all_touched=False,
                          dtype="int32")
 
 
-def _bounds_of(t: Affine, shape_: tuple[int, int]) -> tuple[float, float, float, float]:
-    xs = (t.c, t.c + t.a * shape_[1])
-    ys = (t.f, t.f + t.e * shape_[0])
-    return (min(xs), min(ys), max(xs), max(ys))
+def window_labels(geometries: Sequence[BaseGeometry], *, transform: tuple,
+                  rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
+    """`burn_labels` in the window rows × cols of the grid whose transform is `transform` (its
+    six coefficients, picklable)."""
+    (r0, r1), (c0, c1) = rows, cols
+    return burn_labels(geometries, transform=Affine(*transform) @ Affine.translation(c0, r0),
+                       shape=(r1 - r0, c1 - c0))
+
+
+def _label_block(zones: tuple[BaseGeometry, ...], transform: tuple, block_info=None) -> np.ndarray:
+    rows, cols = block_info[None]["array-location"]
+    return window_labels(zones, transform=transform, rows=tuple(rows), cols=tuple(cols))
 
 
 def zone_labels(zones: Sequence[Zone], *, grid: Grid, chunks: int | tuple = 2048) -> xr.DataArray:

@@ -21,7 +21,7 @@ Nodata: the file's nodata value, an `alpha` band (alpha 0 → NaN in all bands o
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import dask.array as dsa
@@ -177,23 +177,42 @@ def _read_tile(tile: _Tile, grid: tuple, rows: tuple[int, int], cols: tuple[int,
     return _read_tile_bands((tile,), grid, rows, cols)[0]
 
 
-def _band_block(tiles: tuple[_Tile, ...], grid: tuple, block_info=None) -> np.ndarray:
-    """One block of a band mosaic: first valid value of the tiles in order, scaled."""
-    (r0, r1), (c0, c1) = block_info[None]["array-location"]
-    out = np.full((r1 - r0, c1 - c0), np.nan, dtype=_F32)
-    for tile in tiles:
-        fr0, fr1, fc0, fc1 = tile.footprint
-        if fr0 >= r1 or fr1 <= r0 or fc0 >= c1 or fc1 <= c0:
-            continue
-        try:
-            values = _read_tile(tile, grid, (r0, r1), (c0, c1))
-        except _READ_ERRORS as exc:
-            raise _read_failure(tile.name, exc) from exc
+def _may_cover(tile: _Tile, rows: tuple[int, int], cols: tuple[int, int]) -> bool:
+    """True when the tile's footprint meets the grid window rows × cols."""
+    (r0, r1), (c0, c1) = rows, cols
+    fr0, fr1, fc0, fc1 = tile.footprint
+    return fr0 < r1 and fr1 > r0 and fc0 < c1 and fc1 > c0
+
+
+def _first_valid(shape: tuple[int, int],
+                 layers: Iterable[tuple[_Tile, np.ndarray]]) -> np.ndarray:
+    """The mosaic rule: each pixel takes the first valid value of the tiles' values in order,
+    scaled (float32, NaN where none is valid). `layers` is consumed only until every pixel is
+    valid, so a generator that reads lazily reads no tile it does not need."""
+    out = np.full(shape, np.nan, dtype=_F32)
+    for tile, values in layers:
         hole = np.isnan(out)
         out[hole] = _scaled(values, tile)[hole]
         if not np.isnan(out).any():
             break
     return out
+
+
+def _band_block(tiles: tuple[_Tile, ...], grid: tuple, block_info=None) -> np.ndarray:
+    """One block of a band mosaic: first valid value of the tiles in order, scaled."""
+    (r0, r1), (c0, c1) = block_info[None]["array-location"]
+    rows, cols = (r0, r1), (c0, c1)
+
+    def layers():
+        for tile in tiles:
+            if _may_cover(tile, rows, cols):
+                try:
+                    values = _read_tile(tile, grid, rows, cols)
+                except _READ_ERRORS as exc:
+                    raise _read_failure(tile.name, exc) from exc
+                yield tile, values
+
+    return _first_valid((r1 - r0, c1 - c0), layers())
 
 
 @dataclass(frozen=True)
@@ -215,8 +234,7 @@ class WindowReader:
         by_file: dict[str, list[tuple[str, _Tile]]] = {}
         for band, tiles in self.tiles.items():
             for tile in tiles:
-                fr0, fr1, fc0, fc1 = tile.footprint
-                if fr0 < r1 and fr1 > r0 and fc0 < c1 and fc1 > c0:
+                if _may_cover(tile, rows, cols):
                     by_file.setdefault(tile.path, []).append((band, tile))
         values: dict[tuple[str, str], np.ndarray] = {}
         for path, wanted in by_file.items():
@@ -227,19 +245,10 @@ class WindowReader:
                 raise _read_failure(tile0.name, exc) from exc
             for (band, tile), array in zip(wanted, read, strict=True):
                 values[(band, tile.name)] = array
-        out = {}
-        for band, tiles in self.tiles.items():
-            block = np.full((r1 - r0, c1 - c0), np.nan, dtype=_F32)
-            for tile in tiles:  # first valid value in manifest order, scaled
-                tile_values = values.get((band, tile.name))
-                if tile_values is None:
-                    continue
-                hole = np.isnan(block)
-                block[hole] = _scaled(tile_values, tile)[hole]
-                if not np.isnan(block).any():
-                    break
-            out[band] = block
-        return out
+        return {band: _first_valid((r1 - r0, c1 - c0),
+                                   ((t, values[(band, t.name)]) for t in tiles
+                                    if (band, t.name) in values))
+                for band, tiles in self.tiles.items()}
 
 
 def _read_tile_bands(tiles: tuple[_Tile, ...], grid: tuple, rows: tuple[int, int],

@@ -8,13 +8,15 @@ temporary folder: dask workers need the object store only, no shared disk (DESIG
 
 import hashlib
 import tempfile
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import dagster as dg
 
 from assets.failures import decided_by_error_kind
-from pipeline.core.analysis import analyse_indices, analyse_thermal
+from pipeline.core.analysis import IndexAnalysis, ThermalAnalysis, analyse_indices, analyse_thermal
 from pipeline.core.errors import ImageryError
 from pipeline.core.registry import BUILTIN_REGISTRY, THERMAL_SCALE, Registry
 from pipeline.core.validation import ValidatedBatch, thermal_calibration
@@ -75,6 +77,7 @@ def for_registry(assets: dg.AssetsDefinition, registry: Registry) -> dg.AssetsDe
     return dg.map_asset_specs(apply, [assets])[0]
 
 
+_Analysis = TypeVar("_Analysis", IndexAnalysis, ThermalAnalysis)
 INDICES_CODE_VERSION = indices_code_version(BUILTIN_REGISTRY)
 THERMAL_CODE_VERSION = "1"
 _OWNERS = ["team:imagery"]
@@ -175,6 +178,33 @@ def _preview_md(files, names) -> str:
     return "\n\n".join(parts)
 
 
+def _engine_pass(context, batch: ValidatedBatch, object_store: ObjectStoreResource,
+                 dask_resource: DaskResource, *, outputs: tuple[str, str, str], what: str,
+                 analyse: Callable[..., _Analysis],
+                 raster_metadata: Callable[[_Analysis], dict],
+                 previews: Callable[[_Analysis], list[str]]):
+    """The shared body of the analysis multi-assets: `analyse(workdir=, zones=)` (one pass of the
+    raster engine) in this process's own folder on the dask session, then the float32 COGs and
+    the heatmaps (with thumbnails of `previews`) yielded as the first two `outputs`; returns the
+    analysis for the third. Errors are decided by kind, and bad input withdraws what the run
+    published. The scheduler session (and its progress callback, registered process-wide by
+    dask) ends before the first yield: a generator abandoned at a yield would leave it behind."""
+    rasters_out, heatmaps_out, _ = outputs
+    with decided_by_error_kind(context, batch.batch_id), \
+            _withdrawn_if_refused(context, batch, object_store):
+        zones = _zones(batch, object_store)
+        with _workdir(batch.batch_id) as workdir:
+            with dask_resource.session() as scheduler:
+                context.log.info(f"Batch {batch.batch_id}: {what} on {scheduler}")
+                result = analyse(workdir=workdir, zones=zones)
+            rasters = tuple(f for f in result.files if f.kind == "float32")
+            heatmaps = tuple(f for f in result.files if f.kind != "float32")
+            yield dg.Output(PublishedFiles(rasters), rasters_out, metadata=raster_metadata(result))
+            yield dg.Output(PublishedFiles(heatmaps), heatmaps_out, metadata={
+                "preview": dg.MetadataValue.md(_preview_md(heatmaps, previews(result)))})
+    return result
+
+
 @dg.multi_asset(
     partitions_def=imagery_batches,
     group_name="analysis",
@@ -206,31 +236,21 @@ def vegetation_indices(
     batch = imagery_batch.with_gdal_options(object_store.store().gdal_options())
     for ignored in batch.ignored:
         context.log.info(f"Batch {batch.batch_id}: {ignored.path} {ignored.reason}")
+    outputs = ("index_rasters", "index_heatmaps", "index_statistics")
     if not batch.optical_sources:
-        yield from _nothing(context, batch, ("index_rasters", "index_heatmaps", "index_statistics"),
+        yield from _nothing(context, batch, outputs,
                             "thermal-only batch: no optical band, no vegetation index")
         return
-    with decided_by_error_kind(context, batch.batch_id), \
-            _withdrawn_if_refused(context, batch, object_store):
-        zones = _zones(batch, object_store)
-        # The scheduler session (and its progress callback, registered process-wide by dask)
-        # ends before the first yield: a generator abandoned at a yield would leave it behind.
-        with _workdir(batch.batch_id) as workdir:
-            with dask_resource.session() as scheduler:
-                context.log.info(f"Batch {batch.batch_id}: computing indices on {scheduler}")
-                result = analyse_indices(
-                    sources=batch.optical_sources,
-                    reflectance_scale=batch.manifest.reflectance_scale, workdir=workdir,
-                    zones_geojson=zones, zones_name=batch.manifest.zones or "zones",
-                    max_pixels=limits.max_pixels, encoding=cog_encoding.encoding(),
-                    log=context.log.info, registry=index_registry.registry())
-            rasters = tuple(f for f in result.files if f.kind == "float32")
-            heatmaps = tuple(f for f in result.files if f.kind != "float32")
-            yield dg.Output(PublishedFiles(rasters), "index_rasters",
-                            metadata={"indices": ", ".join(result.indices),
-                                      "seconds": round(result.seconds, 2)})
-            yield dg.Output(PublishedFiles(heatmaps), "index_heatmaps", metadata={
-                "preview": dg.MetadataValue.md(_preview_md(heatmaps, result.indices))})
+    result = yield from _engine_pass(
+        context, batch, object_store, dask_resource, outputs=outputs, what="computing indices",
+        analyse=lambda *, workdir, zones: analyse_indices(
+            sources=batch.optical_sources, reflectance_scale=batch.manifest.reflectance_scale,
+            workdir=workdir, zones_geojson=zones, zones_name=batch.manifest.zones or "zones",
+            max_pixels=limits.max_pixels, encoding=cog_encoding.encoding(),
+            log=context.log.info, registry=index_registry.registry()),
+        raster_metadata=lambda result: {"indices": ", ".join(result.indices),
+                                        "seconds": round(result.seconds, 2)},
+        previews=lambda result: list(result.indices))
     metadata: dict = {"masked_values": dg.MetadataValue.json(result.masked_values),
                       "masked_values_total": sum(result.masked_values.values())}
     for name, r in result.indices.items():
@@ -276,28 +296,22 @@ def thermal_maps(
 ):
     # credentials are never stored with the batch: attached here, from the resource
     batch = imagery_batch.with_gdal_options(object_store.store().gdal_options())
+    outputs = ("thermal_raster", "thermal_heatmap", "thermal_statistics")
     if not batch.thermal_sources:
-        yield from _nothing(context, batch, ("thermal_raster", "thermal_heatmap", "thermal_statistics"),
-                            "no thermal band in this batch")
+        yield from _nothing(context, batch, outputs, "no thermal band in this batch")
         return
     with decided_by_error_kind(context, batch.batch_id), \
             _withdrawn_if_refused(context, batch, object_store):
         unit, scale, offset = _thermal_parameters(batch)
-        zones = _zones(batch, object_store)
-        with _workdir(batch.batch_id) as workdir:
-            with dask_resource.session() as scheduler:  # closed before any yield (see above)
-                context.log.info(f"Batch {batch.batch_id}: thermal map on {scheduler}")
-                result = analyse_thermal(
-                    sources=batch.thermal_sources, unit=unit, scale=scale, offset=offset,
-                    workdir=workdir, zones_geojson=zones,
-                    zones_name=batch.manifest.zones or "zones",
-                    max_pixels=limits.max_pixels, encoding=cog_encoding.encoding(),
-                    log=context.log.info)
-            yield dg.Output(PublishedFiles(tuple(f for f in result.files if f.kind == "float32")),
-                            "thermal_raster", metadata={"seconds": round(result.seconds, 2)})
-            heatmaps = tuple(f for f in result.files if f.kind != "float32")
-            yield dg.Output(PublishedFiles(heatmaps), "thermal_heatmap", metadata={
-                "preview": dg.MetadataValue.md(_preview_md(heatmaps, ["thermal"]))})
+    result = yield from _engine_pass(
+        context, batch, object_store, dask_resource, outputs=outputs, what="thermal map",
+        analyse=lambda *, workdir, zones: analyse_thermal(
+            sources=batch.thermal_sources, unit=unit, scale=scale, offset=offset,
+            workdir=workdir, zones_geojson=zones, zones_name=batch.manifest.zones or "zones",
+            max_pixels=limits.max_pixels, encoding=cog_encoding.encoding(),
+            log=context.log.info),
+        raster_metadata=lambda result: {"seconds": round(result.seconds, 2)},
+        previews=lambda result: ["thermal"])
     s = result.stats
     metadata = {k: float(s[k]) for k in ("mean_c", "min_c", "max_c", "p90_c", "hotspot_area_m2")
                 if s.get(k) is not None}

@@ -37,7 +37,7 @@ from pipeline.core.outputs import object_name
 from pipeline.core.ramps import palette_index
 from pipeline.core.registry import CHANGE_SCALE  # DESIGN.md §3.3, with the other fixed scales
 from pipeline.core.stats import Bins, LazyStats, block_table, finalize, finalize_zone
-from pipeline.core.zones import Zone, _label_block
+from pipeline.core.zones import Zone, window_labels
 
 Log = Callable[[str], None]
 
@@ -365,9 +365,7 @@ class ChangePass:
     def window(self, rows: tuple[int, int], cols: tuple[int, int]):
         labels = None
         if self.zones:
-            labels = _label_block(
-                self.zones, self.transform, block_info={None: {"array-location": [rows, cols]}}
-            )
+            labels = window_labels(self.zones, transform=self.transform, rows=rows, cols=cols)
         groups = len(self.zones) + 1
         blocks, tables = {}, {}
         for name in self.current:

@@ -50,6 +50,7 @@ from pipeline.core.stats import (
     zone_valid_area_m2,
 )
 from pipeline.core.thermal import calibration, find_hotspots, hotspot_threshold, thermal_bins
+from pipeline.core.values import Histogram  # re-exported: the report's histogram bars
 from pipeline.core.zones import load_zones
 
 Log = Callable[[str], None]
@@ -62,12 +63,6 @@ MAX_BINS = 20_000  # per index: bounds the window tables of an index with a wide
 
 def _quiet(_: str) -> None:
     pass
-
-
-@dataclass(frozen=True)
-class Histogram:
-    edges: list[float]
-    counts: list[int]
 
 
 @dataclass

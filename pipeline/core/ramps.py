@@ -17,34 +17,16 @@ chunk: a ramp stretched per dask chunk would colour each chunk differently.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 
 import dask.array as dsa
 import numpy as np
 import xarray as xr
 
+from pipeline.core.values import Scale  # re-exported: a colour ramp over [vmin, vmax]
+
 N_COLOURS = 256
 N_PALETTE = 255  # palette entries 1..255 carry the ramp; 0 is nodata
-
-
-@dataclass(frozen=True)
-class Scale:
-    """A colour ramp (a matplotlib colormap name) over a fixed value range [vmin, vmax]."""
-
-    ramp: str
-    vmin: float
-    vmax: float
-
-    def __post_init__(self) -> None:
-        if not self.vmin < self.vmax:
-            raise ValueError(
-                f"Scale {self.ramp!r}: vmin ({self.vmin}) must be below vmax ({self.vmax})"
-            )
-
-    def as_dict(self) -> dict[str, str | float]:
-        """The `scale` object of summary.json: {"ramp", "vmin", "vmax"}."""
-        return {"ramp": self.ramp, "vmin": float(self.vmin), "vmax": float(self.vmax)}
 
 
 @lru_cache(maxsize=None)

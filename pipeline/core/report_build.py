@@ -18,7 +18,6 @@ from pipeline.core.summary import (
     ClassSummary,
     FieldOutline,
     GridInfo,
-    Histogram,
     Hotspot,
     IgnoredImage,
     IndexInfo,
@@ -26,7 +25,6 @@ from pipeline.core.summary import (
     ManagementZoneClass,
     ManagementZonesSummary,
     ReportContext,
-    Scale,
     SiteSummary,
     Summary,
     ThermalSummary,
@@ -64,10 +62,9 @@ def build_summary(
     grid = indices.grid if indices is not None else thermal.grid
     index_summaries = {}
     for name, result in (indices.indices if indices else {}).items():
-        scale = registry[name].scale
         index_summaries[name] = IndexSummary(
             **{k: result.stats[k] for k in _INDEX_KEYS},
-            scale=Scale(ramp=scale.ramp, vmin=scale.vmin, vmax=scale.vmax),
+            scale=registry[name].scale,
             classes=[ClassSummary(**c) for c in result.stats.get("classes", [])],
         )
     thermal_summary = None
@@ -169,11 +166,9 @@ def build_context(
     """What the PDF shows beyond summary.json: capture metadata, histograms, the PNG maps
     (keys: index names and "thermal"), what `registry` says about each index, and the fields of
     `zones_geojson` (the manifest's zones file) on the optical and thermal grids' maps."""
-    histograms = {name: Histogram(edges=r.histogram.edges, counts=r.histogram.counts)
-                  for name, r in (indices.indices if indices else {}).items()}
+    histograms = {name: r.histogram for name, r in (indices.indices if indices else {}).items()}
     if thermal is not None:
-        histograms["thermal"] = Histogram(edges=thermal.histogram.edges,
-                                          counts=thermal.histogram.counts)
+        histograms["thermal"] = thermal.histogram
     m = batch.manifest
     captured = m.captured_at
     if captured is not None and captured.tzinfo is None:
@@ -211,8 +206,7 @@ def build_context(
         field_outlines=field_outlines(zones_geojson, name=zones_name,
                                       grids={"grid": indices.grid if indices else None,
                                              "thermal": thermal.grid if thermal else None}),
-        thermal_scale=Scale(ramp=THERMAL_SCALE.ramp, vmin=THERMAL_SCALE.vmin,
-                            vmax=THERMAL_SCALE.vmax) if thermal is not None else None,
+        thermal_scale=THERMAL_SCALE if thermal is not None else None,
         index_info={name: IndexInfo(long_name=registry[name].long_name,
                                     formula=registry[name].formula,
                                     description=registry[name].description,

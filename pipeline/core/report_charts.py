@@ -14,19 +14,15 @@ from reportlab.graphics.shapes import Drawing, Line, Polygon, Rect, String
 from reportlab.lib import colors
 
 from pipeline.core import ramps
-from pipeline.core.summary import Histogram, Scale
+from pipeline.core.values import Histogram, Scale
 
 FONT = "Helvetica"
 FONT_SIZE = 8
 
 
-def _scale(scale: Scale) -> ramps.Scale:
-    return ramps.Scale(ramp=scale.ramp, vmin=scale.vmin, vmax=scale.vmax)
-
-
 def ramp_colours(scale: Scale, values: np.ndarray) -> list[colors.Color]:
     """The heatmap colour of each value (clipped to the scale), from the heatmap's colour table."""
-    rgb = (ramps.colours(_scale(scale), values)[:, :3] / 255.0).tolist()  # floats, not numpy's
+    rgb = (ramps.colours(scale, values)[:, :3] / 255.0).tolist()  # floats, not numpy's
     return [colors.Color(r, g, b) for r, g, b in rgb]
 
 
@@ -47,7 +43,7 @@ def legend(scale: Scale, *, width: float, unit: str = "", steps: int = 128) -> D
     for (a, b), colour in zip(zip(edges[:-1], edges[1:]), ramp_colours(scale, centres), strict=True):
         drawing.add(Rect(a, y, b - a + 0.3, bar_h, fillColor=colour, strokeColor=None))
     drawing.add(Rect(x0, y, x1 - x0, bar_h, fillColor=None, strokeColor=colors.black, strokeWidth=0.5))
-    for value, _rgb in ramps.legend_stops(_scale(scale), n=6):
+    for value, _rgb in ramps.legend_stops(scale, n=6):
         x = x0 + (value - scale.vmin) / (scale.vmax - scale.vmin) * (x1 - x0)
         drawing.add(Line(x, y, x, y - 3, strokeWidth=0.5))
         drawing.add(String(x, 2, _fmt(value, scale.vmax - scale.vmin), fontName=FONT, fontSize=FONT_SIZE, textAnchor="middle"))

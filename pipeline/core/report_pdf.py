@@ -51,7 +51,6 @@ from pipeline.core.summary import (
     FieldOutline,
     IndexSummary,
     ReportContext,
-    Scale,
     Summary,
     ThermalSummary,
 )
@@ -646,8 +645,8 @@ def _since_section(summary: Summary, context: ReportContext) -> list[Flowable]:
         story += [Paragraph("Not comparable", H2)]
         story += [Paragraph("• " + escape(r), BODY) for r in site.reasons]
     else:
-        scale = Scale(ramp=CHANGE_SCALE.ramp, vmin=CHANGE_SCALE.vmin, vmax=CHANGE_SCALE.vmax)
-        story += _map_block(summary, context, f"change_{CHANGE_INDEX}", scale, unit="Δ NDVI")
+        story += _map_block(summary, context, f"change_{CHANGE_INDEX}", CHANGE_SCALE,
+                            unit="Δ NDVI")
         unit = context.area_unit
         story += [Paragraph("Change of NDVI", H2), _table([
             ["mean Δ", "p10", "p50", "p90", f"gain > +0.1 ({unit})", f"loss < −0.1 ({unit})"],

@@ -25,10 +25,10 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
-    model_validator,
 )
 
 from pipeline.core.manifest import BATCH_ID_PATTERN
+from pipeline.core.values import Histogram, Hotspot, Scale  # re-exported: fields of the model
 
 
 
@@ -94,20 +94,6 @@ class GridInfo(_Model):
     bounds: tuple[float, float, float, float] = Field(description="[minx, miny, maxx, maxy]")
 
 
-class Scale(_Model):
-    """Colour ramp (matplotlib colormap name) and value range of a heatmap, its PNG and PDF legend."""
-
-    ramp: str
-    vmin: float
-    vmax: float
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Scale:
-        if not self.vmin < self.vmax:
-            raise ValueError(f"scale {self.ramp!r}: vmin ({self.vmin}) must be below vmax ({self.vmax})")
-        return self
-
-
 class ClassSummary(_Model):
     name: str
     lower: float = Field(description="inclusive lower bound")
@@ -128,12 +114,6 @@ class IndexSummary(_Model):
     valid_area_m2: NonNeg
     scale: Scale
     classes: list[ClassSummary] = Field(default_factory=list)
-
-
-class Hotspot(_Model):
-    centroid: tuple[float, float] = Field(description="[x, y] in the grid's CRS")
-    area_m2: NonNeg
-    max_c: float
 
 
 class ThermalSummary(_Model):
@@ -284,22 +264,6 @@ def summary_json_schema() -> dict[str, Any]:
 
 
 # ---- what the PDF needs beyond summary.json ---------------------------------------------------
-
-
-class Histogram(_Model):
-    """Counts of valid pixels per bin; len(edges) == len(counts) + 1, edges increasing."""
-
-    edges: list[float]
-    counts: list[int]
-
-    @model_validator(mode="after")
-    def _shape(self) -> Histogram:
-        if len(self.edges) != len(self.counts) + 1:
-            raise ValueError(f"histogram: {len(self.edges)} edges for {len(self.counts)} counts; "
-                             "give one edge more than counts")
-        if any(b <= a for a, b in zip(self.edges, self.edges[1:])):
-            raise ValueError("histogram edges must increase strictly")
-        return self
 
 
 class IndexInfo(_Model):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import dask
@@ -16,6 +15,7 @@ from pipeline.core.errors import ManifestError
 from pipeline.core.grid import Grid
 from pipeline.core.manifest import THERMAL_UNITS
 from pipeline.core.stats import Bins
+from pipeline.core.values import Hotspot  # re-exported: a connected warm region
 
 _KELVIN = 273.15
 _EIGHT = np.ones((3, 3), dtype=bool)  # 8-connectivity
@@ -88,18 +88,6 @@ def hotspot_threshold(stats: Mapping[str, Any]) -> float:
     if p90 is None or mean is None or std is None:
         return float("nan")
     return float(max(p90 + 2.0, mean + 2.0 * std))
-
-
-@dataclass(frozen=True)
-class Hotspot:
-    """A connected warm region: centroid (x, y) in the grid CRS, area in m², hottest pixel in °C."""
-
-    centroid: tuple[float, float]
-    area_m2: float
-    max_c: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"centroid": list(self.centroid), "area_m2": self.area_m2, "max_c": self.max_c}
 
 
 def _block_regions(values: np.ndarray, *, threshold: float, row0: int, col0: int,

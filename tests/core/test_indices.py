@@ -15,6 +15,7 @@ from pipeline.core import indices
 from pipeline.core.registry import (
     INDICES, NDVI_CLASSES, THERMAL_SCALE, available_indices, compute,
 )
+from tests.reference import FORMULAS as REFERENCE  # numpy float64, straight from DESIGN.md §3
 
 CRS = "EPSG:32633"
 
@@ -37,17 +38,6 @@ def random_bands(names, *, shape=(13, 17), seed=0) -> dict[str, xr.DataArray]:
     rng = np.random.default_rng(seed)
     return {n: raster(rng.uniform(0.0, 1.0, shape)) for n in names}
 
-
-REFERENCE = {  # numpy float64 references, straight from DESIGN.md §3
-    "ndvi": lambda b: (b["nir"] - b["red"]) / (b["nir"] + b["red"]),
-    "ndre": lambda b: (b["nir"] - b["red_edge"]) / (b["nir"] + b["red_edge"]),
-    "gndvi": lambda b: (b["nir"] - b["green"]) / (b["nir"] + b["green"]),
-    "savi": lambda b: 1.5 * (b["nir"] - b["red"]) / (b["nir"] + b["red"] + 0.5),
-    "evi": lambda b: 2.5 * (b["nir"] - b["red"]) / (b["nir"] + 6 * b["red"] - 7.5 * b["blue"] + 1),
-    "vari": lambda b: (b["green"] - b["red"]) / (b["green"] + b["red"] - b["blue"]),
-    "ndmi": lambda b: (b["nir"] - b["swir1"]) / (b["nir"] + b["swir1"]),
-    "ndwi": lambda b: (b["green"] - b["nir"]) / (b["green"] + b["nir"]),
-}
 
 
 def test_ndvi__analytic_values():

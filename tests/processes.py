@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,6 +97,33 @@ def dagster_daemon(*, env: dict[str, str], workdir: Path) -> Iterator[Service]:
                             env=env, workdir=workdir)
     try:
         yield service
+    finally:
+        service.stop()
+
+
+@contextlib.contextmanager
+def dagster_webserver(*, env: dict[str, str], workdir: Path,
+                      timeout_s: float = 180) -> Iterator[str]:
+    """`dagster-webserver -w workspace.yaml` on a free loopback port; yields its URL once
+    /server_info answers (log: `workdir`/dagster-webserver.log)."""
+    port = free_port()
+    service = start_service("dagster-webserver", [str(BIN / "dagster-webserver"), "-h", HOST,
+                                                  "-p", str(port), "-w", "workspace.yaml"],
+                            env=env, workdir=workdir)
+    url = f"http://{HOST}:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/server_info", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if not service.alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"dagster-webserver did not start:\n{service.tail()}")
+            time.sleep(0.5)
+        yield url
     finally:
         service.stop()
 

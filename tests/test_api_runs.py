@@ -5,11 +5,6 @@ QUEUED and nothing is computed)."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -17,10 +12,9 @@ from fastapi.testclient import TestClient
 
 from pipeline.storage import LocalObjectStore
 from tests.api_world import AUTH, make_app
-from tests.servers import free_port, stop_process_group
+from tests.processes import dagster_webserver
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[1]
 BATCH = "rerun-me-2026-06-14"
 
 
@@ -35,27 +29,8 @@ def dagster_url(tmp_path):
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("MINIO_", "DAGSTER_PG_", "DASK_"))}
     env.update(DAGSTER_HOME=str(home), IMAGERY_DATA_DIR=str(tmp_path / "data"))
-    port = free_port()
-    log = (tmp_path / "webserver.log").open("wb")
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "dagster-webserver"), "-h",
-                             "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
-                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/server_info", timeout=2):
-                    break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, \
-                    (tmp_path / "webserver.log").read_text()[-3000:]
-                time.sleep(0.5)
+    with dagster_webserver(env=env, workdir=tmp_path) as url:
         yield url, home, tmp_path / "data"
-    finally:
-        stop_process_group(proc)
-        log.close()
 
 
 def test_api_runs__reprocessing_queues_a_run_of_the_partition(dagster_url):

@@ -12,14 +12,12 @@ import json
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.servers import free_port, stop_process_group
+from tests.processes import dagster_webserver
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "tests" / "artifacts" / "browser"
@@ -82,35 +80,6 @@ def process_batches(root: Path, *, demo_batch: str = DEMO_BATCH,
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"processing the batches failed:\n{proc.stderr[-4000:]}")
     return json.loads(lines[-1].removeprefix("RESULT "))
-
-
-@contextlib.contextmanager
-def webserver(root: Path) -> Iterator[str]:
-    """`dagster-webserver` on a free loopback port over the instance in `root`; yields its URL."""
-    port = free_port()
-    log = (root / "webserver.log").open("wb")
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-webserver"), "-h", "127.0.0.1", "-p",
-         str(port), "-w", "workspace.yaml"],
-        cwd=REPO, env=_environment(root), stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/server_info", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"dagster-webserver did not start; see {root / 'webserver.log'}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        stop_process_group(proc)
-        log.close()
 
 
 @contextlib.contextmanager
@@ -181,7 +150,7 @@ def ui(tmp_path_factory) -> Iterator[dict]:
     processed = process_batches(root)
     assert processed["demo"]["success"], processed
     assert not processed["refused"]["success"], processed
-    with webserver(root) as url:
+    with dagster_webserver(env=_environment(root), workdir=root, timeout_s=120) as url:
         yield {"url": url, **processed}
 
 

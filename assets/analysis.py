@@ -108,12 +108,13 @@ def _float_metadata(stats: dict, prefix: str = "") -> dict[str, float]:
     return out
 
 
-def _nothing(context, batch: ValidatedBatch, outputs: tuple[str, str, str], note: str):
-    """The three outputs of a multi-asset when the batch has no band for it: empty, with a note."""
+def _nothing(context, batch: ValidatedBatch, outputs: tuple[str, ...], note: str):
+    """The outputs of a multi-asset when the batch has nothing for it, logged with a note: each
+    file output empty with the note, the last (the statistics) None."""
     context.log.info(f"Batch {batch.batch_id}: {note}")
-    rasters, heatmaps, statistics = outputs
-    yield dg.Output(PublishedFiles(note=note), rasters)
-    yield dg.Output(PublishedFiles(note=note), heatmaps)
+    *files, statistics = outputs
+    for name in files:
+        yield dg.Output(PublishedFiles(note=note), name)
     yield dg.Output(None, statistics, metadata={"note": note})
 
 

@@ -3,7 +3,7 @@
 
 import dagster as dg
 
-from assets.analysis import _workdir, _zones
+from assets.analysis import _nothing, _workdir, _zones
 from assets.failures import decided_by_error_kind
 from pipeline.core.mgmt_analysis import ZONING_INDICES, analyse_management_zones
 from pipeline.core.outputs import object_name
@@ -47,10 +47,9 @@ def management_zones(
     index = next((i for i in ZONING_INDICES
                   if object_name("{index}.tif", i) in index_rasters.objects), None)
     if index is None:
-        note = "no NDVI or VARI raster (no optical bands allow one): no management zones"
-        context.log.info(f"Batch {batch.batch_id}: {note}")
-        yield dg.Output(PublishedFiles(note=note), "management_zones")
-        yield dg.Output(None, "management_zone_statistics", metadata={"note": note})
+        yield from _nothing(context, batch, ("management_zones", "management_zone_statistics"),
+                            "no NDVI or VARI raster (no optical bands allow one): no management "
+                            "zones")
         return
     with decided_by_error_kind(context, batch.batch_id):
         zones = _zones(batch, object_store)

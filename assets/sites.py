@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 from rasterio.errors import RasterioIOError
 
-from assets.analysis import _preview_md, _workdir, _zones
+from assets.analysis import _nothing, _preview_md, _workdir, _zones
 from assets.failures import decided_by_error_kind
 from pipeline.core.analysis import IndexAnalysis, ThermalAnalysis
 from pipeline.core.change import (
@@ -103,11 +103,8 @@ def site_change(
     m = batch.manifest
     outs = ("change_rasters", "change_heatmaps")
     if m.site_id is None:
-        note = "no site_id in manifest.json: no site, no change"
-        context.log.info(f"Batch {batch.batch_id}: {note}")
-        for out in outs:
-            yield dg.Output(PublishedFiles(note=note), out)
-        yield dg.Output(None, "change_statistics", metadata={"note": note})
+        yield from _nothing(context, batch, (*outs, "change_statistics"),
+                            "no site_id in manifest.json: no site, no change")
         return
     store = object_store.store()
     records = read_records(store, object_store.report_bucket, m.site_id)

@@ -1,12 +1,18 @@
 """Operations through the real daemon (dagster-daemon on Postgres + SeaweedFS, repo dagster.yaml):
 
-1. upload → report latency of small batches, one at a time (sensor interval 5 s);
+1. upload → report latency of small batches, one at a time (the default sensor interval unless
+   `--sensor-interval`), split into its phases from the run's record and events: sensor (upload
+   done → run queued), dequeue (queued → launched, RUN_STARTING), worker_start (launched → the run
+   worker started the run, RUN_START), run (→ success), poll (run end → distribution.json seen);
+   before it, the CPU seconds the idle daemon's session (daemon + code server: sensor ticks, run
+   queue polls) spends per minute with no uploads;
 2. a backfill of 50 small batches (`dagster job backfill`, upload sensor stopped): runs per
    minute, peak RSS of the daemon's whole session (daemon, code server, run workers), and whether
    the `raster` pool limit (1) held: no two raster steps (vegetation_indices, thermal_maps) of any
    runs overlapped in time.
 
     .venv/bin/python -m bench.ops_daemon [--batches 50] [--size 128]   # ~10 min; JSON in bench/work
+    .venv/bin/python -m bench.ops_daemon --batches 0 --latency-batches 5  # latency only, ~3 min
 """
 
 from __future__ import annotations
@@ -103,8 +109,49 @@ def _max_overlap(intervals: list[tuple[float, float, object]]) -> int:
     return peak
 
 
-def run(*, batches: int, size: int, latency_batches: int) -> dict:
-    out: dict = {"size": size}
+def _session_cpu_s(sid: int) -> float:
+    total = 0.0
+    for pid in session_members(sid):
+        try:
+            t = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system
+    return total
+
+
+def _step_seconds(instance, record) -> dict[str, float]:
+    """Each step's seconds (STEP_START → STEP_SUCCESS/FAILURE) of the run, longest first."""
+    starts, seconds = {}, {}
+    for e in instance.all_logs(record.dagster_run.run_id):
+        if not e.dagster_event or not e.step_key:
+            continue
+        if e.dagster_event.event_type == dg.DagsterEventType.STEP_START:
+            starts[e.step_key] = e.timestamp
+        elif e.dagster_event.event_type in (dg.DagsterEventType.STEP_SUCCESS,
+                                            dg.DagsterEventType.STEP_FAILURE):
+            seconds[e.step_key] = e.timestamp - starts.pop(e.step_key)
+    return dict(sorted(seconds.items(), key=lambda kv: -kv[1]))
+
+
+def _phases(instance, batch_id: str, uploaded: float, seen: float) -> dict[str, float]:
+    """Seconds of each phase of the batch's run, from wall-clock times (`uploaded`, `seen`)."""
+    [record] = instance.get_run_records(dg.RunsFilter(tags={"dagster/partition": batch_id}))
+    queued = record.create_timestamp.timestamp()
+    [starting] = instance.all_logs(record.dagster_run.run_id,
+                                   of_type=dg.DagsterEventType.RUN_STARTING)
+    return {"sensor": round(queued - uploaded, 1),
+            "dequeue": round(starting.timestamp - queued, 1),
+            "worker_start": round(record.start_time - starting.timestamp, 1),
+            "run": round(record.end_time - record.start_time, 1),
+            "poll": round(seen - record.end_time, 1),
+            "steps": {k: round(v, 1) for k, v in _step_seconds(instance, record).items()}}
+
+
+def run(*, batches: int, size: int, latency_batches: int, sensor_interval_s: int | None,
+        idle_s: float) -> dict:
+    out: dict = {"size": size, "sensor_interval_s": sensor_interval_s,
+                 "load_average_start": [round(x, 2) for x in os.getloadavg()]}
     with tempfile.TemporaryDirectory() as tmp_name, seaweedfs(Path(tmp_name) / "weed") as server:
         tmp = Path(tmp_name)
         buckets = design_buckets(server)
@@ -112,63 +159,82 @@ def run(*, batches: int, size: int, latency_batches: int) -> dict:
             "MINIO_ENDPOINT_URL": server.endpoint_url, "MINIO_ACCESS_KEY": server.access_key,
             "MINIO_SECRET_KEY": server.secret_key, "MINIO_REGION": server.region,
             "IMAGERY_BUCKET": buckets["imagery"], "HEATMAP_BUCKET": buckets["heatmap"],
-            "REPORT_BUCKET": buckets["report"], "IMAGERY_SENSOR_INTERVAL_S": "5"})
+            "REPORT_BUCKET": buckets["report"]})
+        if sensor_interval_s is None:
+            os.environ.pop("IMAGERY_SENSOR_INTERVAL_S", None)  # the default
+        else:
+            os.environ["IMAGERY_SENSOR_INTERVAL_S"] = str(sensor_interval_s)
         with temporary_database() as pg, dagster_home(pg, tmp):
             definitions = load_definitions()
             store = object_store(definitions).store()
             with dagster_daemon(env=dict(os.environ), workdir=tmp / "daemon") as daemon:
-                latencies = []
+                time.sleep(idle_s)  # start-up: the code server loads, the first ticks run
+                cpu0, t_idle = _session_cpu_s(daemon.proc.pid), time.monotonic()
+                time.sleep(idle_s)
+                out["idle_cpu_s_per_min"] = round((_session_cpu_s(daemon.proc.pid) - cpu0)
+                                                  / (time.monotonic() - t_idle) * 60, 2)
+                print(f"idle session: {out['idle_cpu_s_per_min']} CPU s per minute", flush=True)
+                latencies, phases = [], []
                 for i in range(latency_batches):
                     sample = write_sample_batch(tmp / f"lat{i}", batch_id=f"latency-{i}", size=size)
                     t0 = time.monotonic()
                     upload_batch(definitions, sample.folder, sample.batch_id, sample.files)
+                    uploaded_wall = time.time()
                     done = _wait(store, buckets["report"], f"{sample.batch_id}/distribution.json",
                                  180)
+                    seen_wall = time.time()
                     latencies.append(round(done - t0, 1))
-                    print(f"upload -> report {sample.batch_id}: {latencies[-1]} s", flush=True)
+                    with dg.DagsterInstance.get() as instance:
+                        phases.append(_phases(instance, sample.batch_id, uploaded_wall, seen_wall))
+                    shown = {k: v for k, v in phases[-1].items() if k != "steps"}
+                    print(f"upload -> report {sample.batch_id}: {latencies[-1]} s {shown} "
+                          f"(load {os.getloadavg()[0]:.1f})", flush=True)
                 out["latency_s"] = latencies
+                out["phases_s"] = phases
+                out["load_average_after_latency"] = [round(x, 2) for x in os.getloadavg()]
 
-                # Backfill: the sensor is stopped so only the backfill launches runs.
-                _cli("sensor", "stop", "imagery_upload_sensor")
-                ids = [f"backfill-{i:03d}" for i in range(batches)]
-                template = write_sample_batch(tmp / "bf", batch_id=ids[0], size=size)
-                for bid in ids:
-                    manifest = json.loads((template.folder / "manifest.json").read_text())
-                    manifest["batch_id"] = bid
-                    (template.folder / "manifest.json").write_text(json.dumps(manifest))
-                    upload_batch(definitions, template.folder, bid, template.files)
-                with dg.DagsterInstance.get() as instance:
-                    instance.add_dynamic_partitions("imagery_batches", ids)
-                    with PeakRss(daemon.proc.pid) as rss:
-                        t0 = time.monotonic()
-                        _cli("job", "backfill", "-j", "process_imagery_batch", "--partitions",
-                             ",".join(ids), "--noprompt")
-                        while True:
-                            runs = [r for r in instance.get_runs(dg.RunsFilter(
-                                job_name="process_imagery_batch"))
-                                if r.tags.get("dagster/partition", "").startswith("backfill-")]
-                            finished = [r for r in runs if r.status in DONE]
-                            if len(finished) == batches:
-                                break
-                            if time.monotonic() - t0 > 1500:
-                                raise TimeoutError(f"{len(finished)}/{batches} runs finished")
-                            time.sleep(2)
-                        seconds = time.monotonic() - t0
-                    intervals = _raster_intervals(instance, [r.run_id for r in runs])
-                    run_spans = []
-                    for r in runs:
-                        run_stats = instance.get_run_stats(r.run_id)
-                        run_spans.append((run_stats.start_time, run_stats.end_time, r.run_id))
-                out["backfill"] = {
-                    "batches": batches, "seconds": round(seconds, 1),
-                    "runs_per_minute": round(batches / seconds * 60, 2),
-                    "succeeded": sum(r.status == dg.DagsterRunStatus.SUCCESS for r in runs),
-                    "peak_rss_mb": round(rss.peak / 2**20),
-                    "max_concurrent_raster_steps": _max_overlap(intervals),
-                    "raster_steps": len(intervals),
-                    "max_concurrent_runs": _max_overlap(run_spans),
-                }
-                print(out["backfill"], flush=True)
+                if batches:
+                    # Backfill: the sensor is stopped so only the backfill launches runs.
+                    _cli("sensor", "stop", "imagery_upload_sensor")
+                    ids = [f"backfill-{i:03d}" for i in range(batches)]
+                    template = write_sample_batch(tmp / "bf", batch_id=ids[0], size=size)
+                    for bid in ids:
+                        manifest = json.loads((template.folder / "manifest.json").read_text())
+                        manifest["batch_id"] = bid
+                        (template.folder / "manifest.json").write_text(json.dumps(manifest))
+                        upload_batch(definitions, template.folder, bid, template.files)
+                    with dg.DagsterInstance.get() as instance:
+                        instance.add_dynamic_partitions("imagery_batches", ids)
+                        with PeakRss(daemon.proc.pid) as rss:
+                            t0 = time.monotonic()
+                            _cli("job", "backfill", "-j", "process_imagery_batch", "--partitions",
+                                 ",".join(ids), "--noprompt")
+                            while True:
+                                runs = [r for r in instance.get_runs(dg.RunsFilter(
+                                    job_name="process_imagery_batch"))
+                                    if r.tags.get("dagster/partition", "").startswith("backfill-")]
+                                finished = [r for r in runs if r.status in DONE]
+                                if len(finished) == batches:
+                                    break
+                                if time.monotonic() - t0 > 1500:
+                                    raise TimeoutError(f"{len(finished)}/{batches} runs finished")
+                                time.sleep(2)
+                            seconds = time.monotonic() - t0
+                        intervals = _raster_intervals(instance, [r.run_id for r in runs])
+                        run_spans = []
+                        for r in runs:
+                            run_stats = instance.get_run_stats(r.run_id)
+                            run_spans.append((run_stats.start_time, run_stats.end_time, r.run_id))
+                    out["backfill"] = {
+                        "batches": batches, "seconds": round(seconds, 1),
+                        "runs_per_minute": round(batches / seconds * 60, 2),
+                        "succeeded": sum(r.status == dg.DagsterRunStatus.SUCCESS for r in runs),
+                        "peak_rss_mb": round(rss.peak / 2**20),
+                        "max_concurrent_raster_steps": _max_overlap(intervals),
+                        "raster_steps": len(intervals),
+                        "max_concurrent_runs": _max_overlap(run_spans),
+                    }
+                    print(out["backfill"], flush=True)
         out["daemon_leftovers"] = daemon.leftovers
     return out
 
@@ -178,10 +244,16 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=50)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--latency-batches", type=int, default=3)
+    parser.add_argument("--sensor-interval", type=int, default=None,
+                        help="IMAGERY_SENSOR_INTERVAL_S for the daemon (default: the settings')")
+    parser.add_argument("--idle-seconds", type=float, default=60,
+                        help="wait this long after start-up, then measure idle CPU this long")
+    parser.add_argument("--results", type=Path, default=WORK / "ops_daemon.json")
     args = parser.parse_args()
-    result = run(batches=args.batches, size=args.size, latency_batches=args.latency_batches)
-    WORK.mkdir(exist_ok=True)
-    (WORK / "ops_daemon.json").write_text(json.dumps(result, indent=1))
+    result = run(batches=args.batches, size=args.size, latency_batches=args.latency_batches,
+                 sensor_interval_s=args.sensor_interval, idle_s=args.idle_seconds)
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(result, indent=1))
     json.dump(result, sys.stdout, indent=1)
 
 

@@ -136,7 +136,14 @@ def _step_seconds(instance, record) -> dict[str, float]:
 
 def _phases(instance, batch_id: str, uploaded: float, seen: float) -> dict[str, float]:
     """Seconds of each phase of the batch's run, from wall-clock times (`uploaded`, `seen`)."""
-    [record] = instance.get_run_records(dg.RunsFilter(tags={"dagster/partition": batch_id}))
+    deadline = time.monotonic() + 60
+    while True:  # distribution.json is the last output; the run records its end just after
+        [record] = instance.get_run_records(dg.RunsFilter(tags={"dagster/partition": batch_id}))
+        if record.end_time is not None:
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the run of {batch_id} did not end within 60 s of its report")
+        time.sleep(0.25)
     queued = record.create_timestamp.timestamp()
     [starting] = instance.all_logs(record.dagster_run.run_id,
                                    of_type=dg.DagsterEventType.RUN_STARTING)

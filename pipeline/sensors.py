@@ -12,13 +12,16 @@ import dagster as dg
 
 from pipeline.jobs import process_imagery_batch
 from pipeline.partitions import imagery_batches
+from pipeline.settings import DEFAULT_SENSOR_INTERVAL_S
 from pipeline.uploads import ScanState, scan_uploads
 from resources.object_store import ObjectStoreResource
 
 MANIFEST_ETAG_TAG = "imagery/manifest_etag"
 
 
-def build_upload_sensor(*, minimum_interval_seconds: int = 30) -> dg.SensorDefinition:
+def build_upload_sensor(
+    *, minimum_interval_seconds: int = DEFAULT_SENSOR_INTERVAL_S
+) -> dg.SensorDefinition:
     """The sensor, ticking at most every `minimum_interval_seconds` (Settings.sensor_interval_s)."""
     @dg.sensor(
         name="imagery_upload_sensor",

@@ -30,6 +30,10 @@ T = TypeVar("T")
 COG_COMPRESSIONS = ("zstd", "deflate", "lerc")
 AREA_UNITS = ("ha", "acre")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+# The daemon's sensor loop runs every 5 s at best, so a shorter interval gains nothing. A tick costs
+# ~0.5-1 s with 1,000 known batches (bench/RESULTS.md "Operations"); at 30 s the wait for the next
+# tick alone was half of an upload's 65 s to its report.
+DEFAULT_SENSOR_INTERVAL_S = 5
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,7 +69,7 @@ class Settings:
     api_dagster_url: str | None = None  # IMAGERY_API_DAGSTER_URL: webserver for POST /analysis-runs
     basemap_url: str | None = None  # IMAGERY_BASEMAP_URL: the viewer's XYZ basemap; unset: none
     # Sensor and schedule.
-    sensor_interval_s: int = 30
+    sensor_interval_s: int = DEFAULT_SENSOR_INTERVAL_S
     reprocess_cron: str = "0 2 * * *"
     reprocess_max_runs_per_tick: int = 20
     # Distribution (server configuration only, never the manifest).
@@ -143,7 +147,8 @@ class Settings:
             api_port=env.number("IMAGERY_API_PORT", int, minimum=1, maximum=65535, default=8080),
             api_dagster_url=env.str("IMAGERY_API_DAGSTER_URL"),
             basemap_url=env.str("IMAGERY_BASEMAP_URL"),
-            sensor_interval_s=env.number("IMAGERY_SENSOR_INTERVAL_S", int, minimum=1, default=30),
+            sensor_interval_s=env.number("IMAGERY_SENSOR_INTERVAL_S", int, minimum=1,
+                                         default=DEFAULT_SENSOR_INTERVAL_S),
             reprocess_cron=env.str("REPROCESS_CRON") or "0 2 * * *",
             reprocess_max_runs_per_tick=env.number("REPROCESS_MAX_RUNS_PER_TICK", int, minimum=1, default=20),
             webhook_urls=env.list("WEBHOOK_URLS"),

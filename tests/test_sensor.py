@@ -144,3 +144,20 @@ def test_scan_uploads__cursor_round_trips():
     assert ScanState.from_cursor(state.to_cursor()) == state
     assert ScanState.from_cursor(None) == ScanState()
 
+
+
+@pytest.mark.parametrize("value", [None, "17"])
+def test_sensor__code_location_ticks_at_the_configured_interval(monkeypatch, value):
+    """IMAGERY_SENSOR_INTERVAL_S (unset: the settings' default) is the sensor's minimum interval
+    in the code location the daemon loads; the sensor runs without an operator's click."""
+    from pipeline.definitions import defs
+    from pipeline.settings import Settings
+
+    if value is None:
+        monkeypatch.delenv("IMAGERY_SENSOR_INTERVAL_S", raising=False)
+    else:
+        monkeypatch.setenv("IMAGERY_SENSOR_INTERVAL_S", value)
+    sensor = defs().get_sensor_def("imagery_upload_sensor")
+    expected = Settings.from_env({}).sensor_interval_s if value is None else int(value)
+    assert sensor.minimum_interval_seconds == expected
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING

@@ -109,15 +109,29 @@ def _max_overlap(intervals: list[tuple[float, float, object]]) -> int:
     return peak
 
 
-def _session_cpu_s(sid: int) -> float:
-    total = 0.0
+def _session_cpu(sid: int) -> dict[tuple[int, float], float]:
+    """CPU seconds (user + system) of each live process of the session, keyed by (pid, start)."""
+    cpu = {}
     for pid in session_members(sid):
         try:
-            t = psutil.Process(pid).cpu_times()
+            proc = psutil.Process(pid)
+            t = proc.cpu_times()
+            cpu[(pid, proc.create_time())] = t.user + t.system
         except psutil.Error:
             continue
-        total += t.user + t.system
-    return total
+    return cpu
+
+
+def _idle_cpu(sid: int, seconds: float) -> dict[str, float]:
+    """CPU seconds per minute the session spends over `seconds`: processes alive at the end count
+    their growth (all of it if they started in between); processes that ended in between are
+    counted in `ended` (their CPU time is lost, so the figure is a lower bound when it is > 0)."""
+    before, t0 = _session_cpu(sid), time.monotonic()
+    time.sleep(seconds)
+    after, elapsed = _session_cpu(sid), time.monotonic() - t0
+    used = sum(v - before.get(k, 0.0) for k, v in after.items())
+    return {"cpu_s_per_min": round(used / elapsed * 60, 2),
+            "processes": len(after), "ended": len(set(before) - set(after))}
 
 
 def _step_seconds(instance, record) -> dict[str, float]:
@@ -176,11 +190,8 @@ def run(*, batches: int, size: int, latency_batches: int, sensor_interval_s: int
             store = object_store(definitions).store()
             with dagster_daemon(env=dict(os.environ), workdir=tmp / "daemon") as daemon:
                 time.sleep(idle_s)  # start-up: the code server loads, the first ticks run
-                cpu0, t_idle = _session_cpu_s(daemon.proc.pid), time.monotonic()
-                time.sleep(idle_s)
-                out["idle_cpu_s_per_min"] = round((_session_cpu_s(daemon.proc.pid) - cpu0)
-                                                  / (time.monotonic() - t_idle) * 60, 2)
-                print(f"idle session: {out['idle_cpu_s_per_min']} CPU s per minute", flush=True)
+                out["idle"] = _idle_cpu(daemon.proc.pid, idle_s)
+                print(f"idle session: {out['idle']}", flush=True)
                 latencies, phases = [], []
                 for i in range(latency_batches):
                     sample = write_sample_batch(tmp / f"lat{i}", batch_id=f"latency-{i}", size=size)

@@ -30,6 +30,7 @@ import yaml
 from rio_cogeo.cogeo import cog_validate
 
 from pipeline.sample import write_sample_batch
+from pipeline.core.errors import ConfigurationError
 from resources.object_store import ObjectStoreResource
 from tests.harness import configure_s3, load_definitions, object_store, upload_batch
 from tests.pg import PgDatabase, dagster_home, temporary_database
@@ -186,8 +187,9 @@ def test_s3_request_limits__nonsense_refused_naming_the_variable(monkeypatch):
     monkeypatch.setenv("MINIO_ACCESS_KEY", "key")
     monkeypatch.setenv("MINIO_SECRET_KEY", "secret")
     monkeypatch.setenv("IMAGERY_S3_MAX_ATTEMPTS", "0")
-    with pytest.raises(ValueError, match="IMAGERY_S3_MAX_ATTEMPTS"):
+    with pytest.raises(ConfigurationError, match="IMAGERY_S3_MAX_ATTEMPTS") as info:
         ObjectStoreResource.from_env().store()
+    assert info.value.setting == "IMAGERY_S3_MAX_ATTEMPTS"
 
 
 @pytest.mark.slow

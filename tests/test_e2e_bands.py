@@ -131,7 +131,7 @@ def test_landsat_one_file_per_band_with_other_bands_and_a_custom_index(monkeypat
 
         pdf = PdfReader(io.BytesIO(store.get_bytes(res.report_bucket, f"{batch_id}/report.pdf")))
         pages = [p.extract_text() for p in pdf.pages]
-        assert "Ignored images" in pages[0]
+        assert "Images ignored" in pages[0]  # the first page's facts
         assert "LT05_QA_PIXEL.tif" in pages[0] and "LT05_B6.tif" in pages[0]
         text = "\n".join(pages)
         assert "NDMI — Normalized difference moisture index" in text

@@ -86,7 +86,7 @@ def test_pipeline__upload_to_report_on_seaweedfs_and_postgres(pg, tmp_path, monk
     expected |= {f"{bid}/management_zones.{e}" for e in ("tif", "geojson", "shp.zip")}
     assert {o.key for o in store.list_objects(heat, prefix=f"{bid}/")} == expected
     assert {o.key for o in store.list_objects(rep, prefix=f"{bid}/")} == {
-        f"{bid}/report.pdf", f"{bid}/summary.json", f"{bid}/distribution.json"}
+        f"{bid}/report.pdf", f"{bid}/summary.json", f"{bid}/distribution.json", f"{bid}/item.json"}
 
     downloads = tmp_path / "downloads"
     for key in sorted(expected):

@@ -118,7 +118,8 @@ def expected_outputs(batch_id: str) -> tuple[set[str], set[str]]:
     heat |= {f"{batch_id}/thermal_c.tif", f"{batch_id}/thermal_heatmap.tif",
              f"{batch_id}/thermal_heatmap.png"}
     heat |= {f"{batch_id}/management_zones.{e}" for e in ("tif", "geojson", "shp.zip")}
-    report = {f"{batch_id}/report.pdf", f"{batch_id}/summary.json", f"{batch_id}/distribution.json"}
+    report = {f"{batch_id}/report.pdf", f"{batch_id}/summary.json", f"{batch_id}/distribution.json",
+              f"{batch_id}/item.json"}
     return heat, report
 
 

@@ -188,7 +188,7 @@ def analyse_indices(
                      transform=tuple(grid.transform)[:6])
     masked_lazy = count_out_of_range(sources=sources, reflectance_scale=reflectance_scale,
                                      chunks=max(chunks, 2048))
-    tables, stages = run_windows(plan, grid=_grid_spec(grid), chunks=chunks, workdir=workdir,
+    tables, builders = run_windows(plan, grid=_grid_spec(grid), chunks=chunks, workdir=workdir,
                                  encoding=encoding, label="Indices", log=log)
     (masked,) = dask.compute(masked_lazy)  # reads only files whose DNs may leave the range
     lo, hi = REFLECTANCE_RANGE
@@ -227,7 +227,7 @@ def analyse_indices(
         if area == 0.0:
             log(f"Zone {name!r}: no valid pixel in this batch (not flown); kept with area 0 and "
                 "no statistics")
-    files = publish(stages, workdir=workdir, log=log)
+    files = publish(builders, log=log)
     return IndexAnalysis(grid=grid, indices=results, files=files, zone_areas_m2=zone_areas,
                          seconds=time.monotonic() - started, masked_values=dict(masked),
                          encoding=encoding.summary())
@@ -263,7 +263,7 @@ def analyse_thermal(
     log(f"Thermal: {len(sources)} image(s) on a {grid.width} × {grid.height} grid "
         f"({grid.crs.to_string()}), °C = DN × {k:g} + {b:g}"
         f"{', exact percentiles (integer DN)' if bins.exact else ''}")
-    tables, stages = run_windows(plan, grid=_grid_spec(grid), chunks=chunks, workdir=workdir,
+    tables, builders = run_windows(plan, grid=_grid_spec(grid), chunks=chunks, workdir=workdir,
                                  encoding=encoding, label="Thermal", log=log)
     p = as_lazy_stats(tables["thermal"], bins=bins)
 
@@ -271,8 +271,10 @@ def analyse_thermal(
     if whole["valid_fraction"] == 0:
         raise _no_valid_data(sources, "thermal")
     threshold = hotspot_threshold(whole)
-    # hotspots from this process's own °C stage, on local threads (no worker can see the file)
-    stage = rioxarray.open_rasterio(stages["thermal_c"].path, chunks=chunks, lock=False,
+    files = publish(builders, log=log)
+    # hotspots from this process's own °C COG, on local threads (no worker can see the file)
+    celsius = next(f.path for f in files if f.object_name == "thermal_c.tif")
+    stage = rioxarray.open_rasterio(celsius, chunks=chunks, lock=False,
                                     masked=False).squeeze("band", drop=True)
     with dask.config.set(scheduler="threads"):
         hotspots = find_hotspots(stage, threshold=threshold, grid=grid)
@@ -288,7 +290,6 @@ def analyse_thermal(
         zone_stats[z.name] = {"mean_c": t["mean_c"], "max_c": t["max_c"]}
     zone_areas = {z.name: zone_area_m2(p, label=i + 1, pixel_area_m2=grid.pixel_area_m2)
                   if zone_stats[z.name]["mean_c"] is not None else 0.0 for i, z in enumerate(zones)}
-    files = publish(stages, workdir=workdir, log=log)
     return ThermalAnalysis(
         grid=grid, stats=stats, files=files, zones=zone_stats, zone_areas_m2=zone_areas,
         seconds=time.monotonic() - started, encoding=encoding.summary(),

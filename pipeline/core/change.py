@@ -432,7 +432,7 @@ def analyse_change(
         bins=bins,
     )
     spec = GridSpec(grid.crs, grid.transform, grid.width, grid.height)
-    tables, stages = run_windows(
+    tables, builders = run_windows(
         kernel,
         grid=spec,
         chunks=chunks,
@@ -454,7 +454,7 @@ def analyse_change(
         for i, zone in enumerate(zones):
             z = finalize_zone(parts, label=i + 1)
             by_zone[zone.name][name] = _change_stats(z, gl[i + 1, 0], gl[i + 1, 1], area)
-    files = publish(stages, workdir=workdir, log=log)
+    files = publish(builders, log=log)
     return ChangeAnalysis(
         indices=indices, zones=by_zone, files=files, seconds=time.monotonic() - started
     )

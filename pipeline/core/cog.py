@@ -42,7 +42,8 @@ from pipeline.core.errors import ConfigurationError, MissingCRS
 from pipeline.core.ramps import Scale, gdal_colormap, palette_index
 
 GDAL_CACHEMAX_MB = 128
-STAGE_BLOCK = 512
+TILE = 512  # COG tile (block) size, and the stages' block size
+STAGE_BLOCK = TILE
 FLOAT_COMPRESSIONS = ("zstd", "deflate", "lerc")
 Kind = Literal["float32", "palette"]
 
@@ -154,12 +155,33 @@ class CogProfile:
         return "palette" if self.name == "palette" else "float32"
 
 
-def _gdal_env(num_threads: int | str) -> rasterio.Env:
+def gdal_env(num_threads: int | str) -> rasterio.Env:
+    """GDAL settings for writing: capped block cache, `num_threads` encoder threads, no side
+    files."""
     return rasterio.Env(
         GDAL_CACHEMAX=GDAL_CACHEMAX_MB * 1024 * 1024,
         GDAL_NUM_THREADS=str(num_threads),
         GDAL_PAM_ENABLED="NO",  # no .aux.xml side files
     )
+
+
+_GTIFF_LEVEL = {"ZSTD": "ZSTD_LEVEL", "LERC_ZSTD": "ZSTD_LEVEL", "DEFLATE": "ZLEVEL"}
+_GTIFF_PREDICTOR = {"NO": "1", "STANDARD": "2", "YES": "2", "FLOATING_POINT": "3"}
+
+
+def gtiff_options(profile: CogProfile) -> dict[str, str]:
+    """The GTiff driver's creation options that encode tiles exactly as the COG driver does with
+    `profile` (codec, level, predictor, LERC error bound, 512² tiles): what window tasks use to
+    compress their own tiles (`pipeline.core.cog_tiles`)."""
+    c = profile.creation
+    options = {"TILED": "YES", "BLOCKXSIZE": c["BLOCKSIZE"], "BLOCKYSIZE": c["BLOCKSIZE"],
+               "COMPRESS": c["COMPRESS"], "INTERLEAVE": "BAND",
+               "PREDICTOR": _GTIFF_PREDICTOR[c.get("PREDICTOR", "NO")]}
+    if "LEVEL" in c:
+        options[_GTIFF_LEVEL[c["COMPRESS"]]] = c["LEVEL"]
+    if "MAX_Z_ERROR" in c:
+        options["MAX_Z_ERROR"] = c["MAX_Z_ERROR"]
+    return options
 
 
 @dataclass(frozen=True)
@@ -196,7 +218,7 @@ class Stage:
         if profile.kind == "palette":
             options["photometric"] = "PALETTE"
         self._ds = None
-        with _gdal_env(1):
+        with gdal_env(1):
             ds = rasterio.open(self.path, "w", **options)
             try:
                 if profile.kind == "palette":
@@ -214,7 +236,7 @@ class Stage:
 
     def close(self) -> None:
         if self._ds is not None:
-            with _gdal_env(1):
+            with gdal_env(1):
                 self._ds.close()
             self._ds = None
 
@@ -230,7 +252,7 @@ def translate_to_cog(src: Path, dst: Path, *, profile: str | CogProfile,
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex}.tmp")
     try:
-        with _gdal_env(num_threads):
+        with gdal_env(num_threads):
             rasterio.shutil.copy(str(src), str(tmp), driver="COG", NUM_THREADS=str(num_threads),
                                  **dict(profile.creation))
         os.replace(tmp, dst)

@@ -1,19 +1,19 @@
-"""The one raster engine: window tasks whose results stream into local stages, then COGs.
+"""The one raster engine: window tasks that compute and compress their own tiles, then COGs.
 
-Every raster family (indices, thermal; later change and management zones) is a *kernel*: a small
-picklable object whose `window(rows, cols)` reads its inputs for one grid window (one open per
-input file), computes every output block (float32 values, paletted heatmap indices) and the
-window's statistics tables, and returns them. `run_windows` submits one task per window to where
-the work runs -- threads of this process, or the workers of a `distributed` cluster (the default
-client, e.g. `DaskResource.session`) -- keeping a bounded number in flight, and writes each
-returned block into the `Stage` of its output as it arrives, in THIS process. Workers therefore
-need nothing but the inputs (object-store reads): no disk is shared between processes
-(DESIGN.md §5), and memory is bounded by the windows in flight, not by the image.
-`publish` then encodes every stage into a COG (and a PNG preview per heatmap).
-
-Cost the design was built around (bench/RESULTS.md): the encode of the outputs is most of the
-time, so the compute pass is one fused task per window, and the encode is GDAL's multi-threaded
-COG driver on an uncompressed local stage.
+Every raster family (indices, thermal, change) is a *kernel*: a small picklable object whose
+`window(rows, cols)` reads its inputs for one grid window (one open per input file), computes
+every output block (float32 values, paletted heatmap indices) and the window's statistics
+tables, and returns them. `run_windows` submits one task per window to where the work runs --
+threads of this process, or the workers of a `distributed` cluster (the default client, e.g.
+`DaskResource.session`) -- keeping a bounded number in flight. The task also compresses the
+window's COG tiles, of level 0 and of the overview levels the window covers whole, with GDAL's
+encoders (`pipeline.core.cog_tiles`), so the encode -- most of the cost (bench/RESULTS.md) --
+runs where the window was computed, in parallel with the other windows. Only compressed tiles
+(and a small block of the next overview level) travel back; THIS process spools them into a
+`CogBuilder` per output. Workers need nothing but the inputs (object-store reads): no disk is
+shared between processes (DESIGN.md §5), and memory is bounded by the windows in flight, not by
+the image. `publish` then encodes the small low overview levels and assembles every COG (and a
+PNG preview per heatmap).
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from typing import Protocol
 import dask
 import numpy as np
 
-from pipeline.core.cog import CogEncoding, GridSpec, Kind, Stage, translate_to_cog
+from pipeline.core.cog import CogEncoding, CogProfile, GridSpec, Kind
+from pipeline.core.cog_tiles import CogBuilder, Tiles, encode_levels, level_shapes, tiled_levels
 from pipeline.core.preview import png_preview
 from pipeline.core.ramps import Scale
 
@@ -90,8 +91,19 @@ def combine_tables(total: dict[str, np.ndarray] | None,
     return total
 
 
-def _run_window(kernel: WindowKernel, rows: tuple[int, int], cols: tuple[int, int]):
-    return kernel.window(rows, cols)
+def _run_window(kernel: WindowKernel, rows: tuple[int, int], cols: tuple[int, int],
+                profiles: Mapping[str, CogProfile], levels: int, last_level: int
+                ) -> tuple[dict[str, tuple[Tiles, np.ndarray | None]], dict[str, np.ndarray]]:
+    """One window task: the kernel's blocks, compressed into the tiles of `levels` levels."""
+    blocks, tables = kernel.window(rows, cols)
+    encoded = {}
+    for name, block in blocks.items():
+        if levels:
+            encoded[name] = encode_levels(block, profile=profiles[name], level=0, row0=rows[0],
+                                          col0=cols[0], count=levels, last_level=last_level)
+        else:  # windows off the tile grid: the block itself, encoded by the run worker
+            encoded[name] = ([], block)
+    return encoded, tables
 
 
 class _Inline(cf.Executor):
@@ -130,24 +142,28 @@ def _executor() -> tuple[cf.Executor, int, str, bool]:
 
 def run_windows(kernel: WindowKernel, *, grid: GridSpec, chunks: int, workdir: Path,
                 encoding: CogEncoding, label: str, log: Log) -> tuple[dict[str, np.ndarray],
-                                                                      dict[str, Stage]]:
-    """Run `kernel` over every window of `grid`; returns (summed tables, closed stages by layer).
+                                                                      dict[str, CogBuilder]]:
+    """Run `kernel` over every window of `grid`; returns (summed tables, COG builders by layer).
 
     Windows run on the current dask setup (threads, or the default `distributed` client) with
-    at most IN_FLIGHT_PER_THREAD per thread in flight; their blocks are written into local stages
-    under `workdir` as they arrive. Progress (windows done / total, MP/s) goes to `log` every
-    PROGRESS_EVERY_S seconds.
+    at most IN_FLIGHT_PER_THREAD per thread in flight, each compressing its own tiles; the tiles
+    are spooled under `workdir` as they arrive. Progress (windows done / total, MP/s) goes to
+    `log` every PROGRESS_EVERY_S seconds. `publish` turns the builders into files.
     """
     todo = list(windows((grid.height, grid.width), chunks))
-    stages: dict[str, Stage] = {}
-    try:  # a stage that fails to open (or no executor) closes the stages opened before
+    profiles = {layer.name: encoding.profile(layer.kind) for layer in kernel.layers}
+    levels = tiled_levels(chunks)
+    last_level = len(level_shapes(width=grid.width, height=grid.height)) - 1
+    builders: dict[str, CogBuilder] = {}
+    try:  # a builder that fails to open (or no executor) closes the builders opened before
         for layer in kernel.layers:
-            stages[layer.name] = Stage(workdir / f"{layer.name}.stage.tif", grid=grid,
-                                       profile=encoding.profile(layer.kind), scale=layer.scale)
+            builders[layer.name] = CogBuilder(layer.name, workdir=workdir, grid=grid,
+                                              profile=profiles[layer.name], scale=layer.scale,
+                                              first_low_level=levels)
         executor, threads, where, owned = _executor()
     except BaseException:
-        for stage in stages.values():
-            stage.close()
+        for builder in builders.values():
+            builder.close()
         raise
     total_px = grid.width * grid.height
     tables: dict[str, np.ndarray] | None = None
@@ -168,15 +184,16 @@ def run_windows(kernel: WindowKernel, *, grid: GridSpec, chunks: int, workdir: P
             while (submitted < len(todo) and len(pending) < limit
                    and submitted < summed + 4 * limit):
                 rows, cols = todo[submitted]
-                pending[executor.submit(_run_window, kernel, rows, cols)] = submitted
+                pending[executor.submit(_run_window, kernel, rows, cols, profiles, levels,
+                                        last_level)] = submitted
                 submitted += 1
             finished, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
             for future in finished:
                 i = pending.pop(future)
                 rows, cols = todo[i]
-                blocks, held[i] = future.result()
-                for name, block in blocks.items():
-                    stages[name].write(block, rows=rows, cols=cols)
+                encoded, held[i] = future.result()
+                for name, (tiles, low) in encoded.items():
+                    builders[name].add(tiles, low, rows=rows, cols=cols)
                 done += 1
                 done_px += (rows[1] - rows[0]) * (cols[1] - cols[0])
             while summed in held:
@@ -190,47 +207,40 @@ def run_windows(kernel: WindowKernel, *, grid: GridSpec, chunks: int, workdir: P
     except BaseException:
         for future in pending:
             future.cancel()
+        for builder in builders.values():
+            builder.close()
         raise
     finally:
         if owned:
             executor.shutdown(wait=True, cancel_futures=True)
-        for stage in stages.values():
-            stage.close()
     seconds = time.monotonic() - t0
     log(f"{label}: {done}/{len(todo)} windows in {seconds:.1f} s "
         f"({total_px / 1e6 / max(seconds, 1e-9):.1f} MP/s)")
-    return tables or {}, stages
+    return tables or {}, builders
 
 
-# COGs encoded at once, each with GDAL's NUM_THREADS=ALL_CPUS. Two at a time was 25-40 % faster
-# at 4096² on a loaded machine but 40 % slower at 8192² on a quieter one, with +170 MB peak RSS
-# (two overview builds share the 128 MB GDAL cache): one at a time (bench/RESULTS.md).
-PUBLISH_CONCURRENCY = 1
-
-
-def _publish_one(name: str, stage: Stage, workdir: Path, keep_stages: bool,
-                 log: Log) -> list[OutputFile]:
+def _publish_one(builder: CogBuilder, threads: int, log: Log) -> list[OutputFile]:
     t0 = time.monotonic()
-    cog = workdir / f"{name}.tif"
-    translate_to_cog(stage.path, cog, profile=stage.profile)
-    if not keep_stages:
-        stage.path.unlink(missing_ok=True)
-    files = [OutputFile(f"{name}.tif", cog, stage.profile.kind)]
-    if stage.profile.kind == "palette":
-        png = workdir / f"{name}.png"
+    cog = builder.finish(threads=threads)
+    files = [OutputFile(cog.name, cog, builder.profile.kind)]
+    if builder.profile.kind == "palette":
+        png = cog.with_suffix(".png")
         png_preview(cog, png)
-        files.append(OutputFile(f"{name}.png", png, "png"))
-    log(f"{name}.tif: COG written ({cog.stat().st_size / 1e6:.1f} MB, "
-        f"{time.monotonic() - t0:.1f} s)")
+        files.append(OutputFile(png.name, png, "png"))
+    log(f"{cog.name}: COG written ({cog.stat().st_size / 1e6:.1f} MB, "
+        f"{time.monotonic() - t0:.1f} s to finish)")
     return files
 
 
-def publish(stages: Mapping[str, Stage], *, workdir: Path, log: Log,
-            keep_stages: bool = False) -> list[OutputFile]:
-    """Encode every stage into `<workdir>/<layer>.tif` (its profile), plus a PNG preview per
-    paletted heatmap, PUBLISH_CONCURRENCY at a time in this process; stages are removed unless
-    `keep_stages`. Files are listed in the stages' order."""
-    with cf.ThreadPoolExecutor(PUBLISH_CONCURRENCY, thread_name_prefix="publish") as pool:
-        jobs = [pool.submit(_publish_one, name, stage, workdir, keep_stages, log)
-                for name, stage in stages.items()]
-        return [f for job in jobs for f in job.result()]
+def publish(builders: Mapping[str, CogBuilder], *, log: Log) -> list[OutputFile]:
+    """Finish every builder into `<workdir>/<layer>.tif` (encoding its low overview levels, then
+    assembling the file) and a PNG preview per paletted heatmap, one builder per thread of this
+    process. Files are listed in the builders' order; a failure closes every builder."""
+    threads = int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
+    try:
+        with cf.ThreadPoolExecutor(max(1, threads), thread_name_prefix="publish") as pool:
+            jobs = [pool.submit(_publish_one, builder, 1, log) for builder in builders.values()]
+            return [f for job in jobs for f in job.result()]
+    finally:
+        for builder in builders.values():
+            builder.close()

@@ -1,5 +1,6 @@
-"""The raster engine: window tasks whose blocks stream into local stages, tables summed in
-window order, progress in the log; kernels' reprs carry no credentials."""
+"""The raster engine: window tasks that compress their own tiles into COGs assembled by the
+run worker, tables summed in window order, progress in the log; kernels' reprs carry no
+credentials."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from rio_cogeo.cogeo import cog_validate
 from rasterio.crs import CRS
 
 from pipeline.core.cog import CogEncoding, GridSpec
@@ -23,6 +25,8 @@ from tests.rasters import north_up, write_raster
 
 GRID = GridSpec(crs=CRS.from_epsg(32633), transform=Affine(1, 0, 500_000, 0, -1, 4_000_000),
                 width=700, height=500)
+BIG = GridSpec(crs=CRS.from_epsg(32633), transform=Affine(0.5, 0, 500_000, 0, -0.5, 4_000_000),
+               width=3000, height=2100)
 SCALE = Scale("viridis", 0.0, 1.0)
 BINS = Bins(lo=0.0, hi=1.0, bins=1000)
 
@@ -32,18 +36,20 @@ class Ramp:
     """value = (row * width + col) / pixels: every pixel knows where it is."""
 
     layers = (Layer("v", "float32"), Layer("v_heatmap", "palette", SCALE))
+    grid: GridSpec = GRID
 
     def window(self, rows, cols):
         r = np.arange(*rows, dtype=np.float64)[:, None]
         c = np.arange(*cols, dtype=np.float64)[None, :]
-        v = ((r * GRID.width + c) / (GRID.width * GRID.height)).astype(np.float32)
+        g = self.grid
+        v = ((r * g.width + c) / (g.width * g.height)).astype(np.float32)
         v[(r.astype(int) % 7 == 0).repeat(v.shape[1], axis=1)] = np.nan
         return ({"v": v, "v_heatmap": palette_index(v, vmin=0.0, vmax=1.0)},
                 {"v": block_table(v, bins=BINS)})
 
 
-def _expected() -> np.ndarray:
-    return Ramp().window((0, GRID.height), (0, GRID.width))[0]["v"]
+def _expected(grid: GridSpec = GRID) -> np.ndarray:
+    return Ramp(grid=grid).window((0, grid.height), (0, grid.width))[0]["v"]
 
 
 def test_windows__cover_the_grid_once():
@@ -53,25 +59,42 @@ def test_windows__cover_the_grid_once():
     assert (cover == 1).all()
 
 
-@pytest.mark.parametrize("scheduler", ["threads", "sync"])
-def test_run_windows__stages_hold_every_block_and_tables_sum(tmp_path, scheduler):
+@pytest.mark.parametrize(("scheduler", "chunks", "grid"), [
+    ("threads", 128, GRID),  # windows off the tile grid: the run worker encodes every level
+    ("sync", 128, GRID),
+    ("threads", 512, GRID),  # workers encode level 0, the run worker the overviews
+    ("threads", 1024, BIG),  # workers encode levels 0 and 1, the run worker levels 2 and 3
+])
+def test_run_windows__cogs_hold_every_block_and_tables_sum(tmp_path, scheduler, chunks, grid):
     lines: list[str] = []
+    kernel = Ramp(grid=grid)
     with dask.config.set(scheduler=scheduler, num_workers=2):
-        tables, stages = run_windows(Ramp(), grid=GRID, chunks=128, workdir=tmp_path,
-                                     encoding=CogEncoding(), label="Ramp", log=lines.append)
-    want = _expected()
-    with rasterio.open(stages["v"].path) as v, rasterio.open(stages["v_heatmap"].path) as h:
-        np.testing.assert_array_equal(v.read(1), want)
-        np.testing.assert_array_equal(h.read(1), palette_index(want, vmin=0.0, vmax=1.0))
+        tables, builders = run_windows(kernel, grid=grid, chunks=chunks, workdir=tmp_path,
+                                       encoding=CogEncoding(), label="Ramp", log=lines.append)
+    want = _expected(grid)
     stats = finalize(LazyStats.from_table(tables["v"], bins=BINS), grid_pixels=want.size,
                      pixel_area_m2=1.0)
     valid = want[~np.isnan(want)].astype(np.float64)
     assert stats["mean"] == pytest.approx(valid.mean(), rel=1e-9)
     assert stats["min"] == valid.min() and stats["max"] == valid.max()
-    assert any("24/24 windows in" in line and "MP/s" in line for line in lines), lines
-    files = publish(stages, workdir=tmp_path, log=lines.append)
+    n = len(windows((grid.height, grid.width), chunks))
+    assert any(f"{n}/{n} windows in" in line and "MP/s" in line for line in lines), lines
+    files = publish(builders, log=lines.append)
     assert sorted(f.object_name for f in files) == ["v.tif", "v_heatmap.png", "v_heatmap.tif"]
-    assert not stages["v"].path.exists()  # stages removed once encoded
+    with rasterio.open(tmp_path / "v.tif") as v, rasterio.open(tmp_path / "v_heatmap.tif") as h:
+        np.testing.assert_array_equal(v.read(1), want)
+        np.testing.assert_array_equal(h.read(1), palette_index(want, vmin=0.0, vmax=1.0))
+        assert (v.crs, v.transform, h.crs, h.transform) == (grid.crs, grid.transform) * 2
+        assert v.overviews(1) == h.overviews(1) == [2 ** i for i in range(1, len(v.overviews(1)) + 1)]
+        assert max(v.width, v.height) // v.overviews(1)[-1] <= 512 if v.overviews(1) else True
+        # AVERAGE of the valid pixels: the first overview pixel of a 2 × 2 of the ramp
+        first = v.read(1, out_shape=(v.height // 2, v.width // 2))[0, 0]
+        assert first == pytest.approx(np.nanmean(want[:2, :2]), rel=1e-6)
+    for f in files[:2]:
+        valid_cog, errors, warnings = cog_validate(str(f.path))
+        assert valid_cog and not errors and not warnings, (f.path, errors, warnings)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.tif", "v_heatmap.png",
+                                                          "v_heatmap.tif"]  # no spool, no stage
 
 
 def test_run_windows__same_tables_bit_for_bit_on_any_schedule(tmp_path):
@@ -115,9 +138,9 @@ def _open_files_under(folder) -> list[str]:
     return held
 
 
-def test_run_windows__a_stage_that_fails_to_open_leaves_no_file_open(tmp_path):
-    """REVIEW m8: the first stage opens, the second fails after GDAL created its file (an unknown
-    ramp fails its colour table): neither stays open."""
+def test_run_windows__a_builder_that_fails_to_open_leaves_no_file_open(tmp_path):
+    """REVIEW m8: the first builder opens, the second fails after GDAL created its low-level
+    stage (an unknown ramp fails its colour table): neither stays open."""
 
     @dataclass(frozen=True)
     class BadRamp(Ramp):
@@ -129,5 +152,5 @@ def test_run_windows__a_stage_that_fails_to_open_leaves_no_file_open(tmp_path):
     except ValueError as exc:
         error = exc
     assert "no-such-ramp" in str(error)
-    assert (tmp_path / "v_heatmap.stage.tif").exists()  # GDAL had created it before failing
+    assert (tmp_path / "v_heatmap.level0.stage.tif").exists()  # GDAL created it, then failed
     assert _open_files_under(tmp_path) == []

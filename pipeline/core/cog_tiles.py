@@ -1,0 +1,334 @@
+"""COGs assembled from tiles compressed where they are computed (DESIGN.md §3.1, §5).
+
+A window task (a thread of this process or a `distributed` worker) encodes the 512² tiles of
+its own window -- and of the overview levels its window covers whole -- with GDAL's own GTiff
+encoders (`encode_levels`), so every codec and option of a `CogProfile` (ZSTD or DEFLATE with
+the floating-point predictor, LERC with an error bound, paletted uint8) is exactly GDAL's. Only
+compressed bytes travel back, plus the window's block at the first level it could not encode
+(a 1024² window: levels 0 and 1 as tiles, a 256² block of level 2).
+
+The run worker's `CogBuilder` appends the tiles to a local spool file, writes the small blocks
+into a local stage of the low levels (1/16 of the pixels), encodes those levels itself at the
+end, and `assemble`s the COG: header, GDAL's structural metadata, every IFD (tags copied from a
+one-tile GeoTIFF GDAL writes with the same CRS, transform, nodata, colour table, compression
+parameters), then the tiles, smallest overview first, each with GDAL's block leader and trailer.
+It is written under a temporary name and renamed: the destination is never half-written.
+
+Overviews: AVERAGE of the valid pixels for float rasters (NaN is nodata), NEAREST for paletted
+ones, 2× per level, until the level fits one tile (as GDAL's COG driver).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import math
+import os
+import struct
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.io import MemoryFile
+from rasterio.windows import Window
+
+from pipeline.core import tiff
+from pipeline.core.cog import TILE, CogProfile, GridSpec, Stage, gdal_env, gtiff_options
+from pipeline.core.ramps import Scale, gdal_colormap
+
+Tiles = list[tuple[int, int, int, bytes]]  # (level, tile row, tile column, compressed bytes)
+LOW_WINDOW = 1024  # windows the run worker encodes its low levels in (2 levels each)
+_GEO_TAGS = (33550, 33922, 34264, 34735, 34736, 34737, 42112)  # + GDAL_METADATA: main IFD only
+_STRUCTURE = (254, 256, 257, 273, 278, 279, 324, 325)
+_GHOST = ("LAYOUT=IFDS_BEFORE_DATA\nBLOCK_ORDER=ROW_MAJOR\nBLOCK_LEADER=SIZE_AS_UINT4\n"
+          "BLOCK_TRAILER=LAST_4_BYTES_REPEATED\nKNOWN_INCOMPATIBLE_EDITION=NO\n ")
+_PLACEHOLDER = Affine(1.0, 0.0, 0.0, 0.0, -1.0, 1.0)  # tiles need none; it keeps GDAL quiet
+GHOST = f"GDAL_STRUCTURAL_METADATA_SIZE={len(_GHOST):06d} bytes\n{_GHOST}".encode()
+
+
+def level_shapes(*, width: int, height: int) -> list[tuple[int, int]]:
+    """(height, width) of level 0 and of each overview: halved (rounding up) until it fits one
+    tile."""
+    shapes, factor = [(height, width)], 1
+    while max(shapes[-1]) > TILE:
+        factor *= 2
+        shapes.append((math.ceil(height / factor), math.ceil(width / factor)))
+    return shapes
+
+
+def tiled_levels(chunks: int) -> int:
+    """How many levels a window of `chunks`² (aligned on multiples of it) covers with whole tiles:
+    1024 -> 2 (levels 0 and 1); 0 when `chunks` is not 512 × a power of two."""
+    ratio, rest = divmod(chunks, TILE)
+    if rest or ratio < 1 or ratio & (ratio - 1):
+        return 0
+    return ratio.bit_length()
+
+
+def downsample(block: np.ndarray, *, kind: str) -> np.ndarray:
+    """The next overview level of `block` (2× smaller, rounding up): mean of the valid (non-NaN)
+    pixels of each 2 × 2 for float rasters, NEAREST (GDAL's choice of pixel) for paletted ones."""
+    h, w = block.shape
+    if kind == "palette":
+        rows = np.minimum(np.arange((h + 1) // 2) * 2 + 1, h - 1)
+        cols = np.minimum(np.arange((w + 1) // 2) * 2 + 1, w - 1)
+        return block[rows][:, cols]
+    if h % 2 or w % 2:
+        padded = np.full((h + h % 2, w + w % 2), np.nan, dtype=block.dtype)
+        padded[:h, :w] = block
+        block = padded
+    quads = block.reshape(block.shape[0] // 2, 2, block.shape[1] // 2, 2)
+    total = np.zeros((quads.shape[0], quads.shape[2]), dtype=np.float32)
+    count = np.zeros_like(total)
+    for i in (0, 1):  # the four corners as strided views: 6x faster than a (1, 3) reduction
+        for j in (0, 1):
+            corner = quads[:, i, :, j]
+            valid = corner == corner  # not NaN
+            total += np.where(valid, corner, np.float32(0))
+            count += valid
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (total / count).astype(block.dtype, copy=False)
+
+
+def encode_block(block: np.ndarray, *, profile: CogProfile, row0: int, col0: int,
+                 level: int) -> Tiles:
+    """The compressed 512² tiles of `block`, whose top-left pixel is (`row0`, `col0`) of its level
+    (multiples of 512), encoded by GDAL's GTiff driver with the profile's codec and options."""
+    if row0 % TILE or col0 % TILE:
+        raise ValueError(f"a block encoded as tiles starts on the tile grid, not at ({row0}, "
+                         f"{col0})")
+    h, w = block.shape
+    with gdal_env(1), MemoryFile() as mem:
+        with mem.open(driver="GTiff", width=w, height=h, count=1, dtype=profile.dtype,
+                      nodata=profile.nodata, transform=_PLACEHOLDER,
+                      **gtiff_options(profile)) as ds:
+            ds.write(block, 1)
+        with mem.open() as ds:
+            spans = [(r, c, int(ds.get_tag_item(f"BLOCK_OFFSET_{c}_{r}", "TIFF", bidx=1)),
+                      int(ds.get_tag_item(f"BLOCK_SIZE_{c}_{r}", "TIFF", bidx=1)))
+                     for r in range(math.ceil(h / TILE)) for c in range(math.ceil(w / TILE))]
+        buf = mem.getbuffer()
+        return [(level, row0 // TILE + r, col0 // TILE + c, bytes(buf[o:o + n]))
+                for r, c, o, n in spans]
+
+
+def encode_levels(block: np.ndarray, *, profile: CogProfile, level: int, row0: int, col0: int,
+                  count: int, last_level: int) -> tuple[Tiles, np.ndarray | None]:
+    """Encode `block` (at `level`, top-left (`row0`, `col0`)) and up to `count` - 1 overview
+    levels made from it, never beyond `last_level`; returns (tiles, the block of the next level
+    still to encode, or None when `last_level` was reached)."""
+    tiles: Tiles = []
+    for _ in range(count):
+        tiles += encode_block(block, profile=profile, row0=row0, col0=col0, level=level)
+        if level == last_level:
+            return tiles, None
+        block, row0, col0, level = downsample(block, kind=profile.kind), row0 // 2, col0 // 2, \
+            level + 1
+    return tiles, block
+
+
+class CogBuilder:
+    """The run worker's side of one output COG: spools compressed tiles as they arrive, stages
+    the blocks of the levels workers did not encode, then encodes those and assembles the file."""
+
+    def __init__(self, name: str, *, workdir: Path, grid: GridSpec, profile: CogProfile,
+                 scale: Scale | None, first_low_level: int) -> None:
+        if profile.kind == "palette" and scale is None:
+            raise ValueError(f"{name}: a paletted COG needs the Scale of its colour table")
+        self.name, self.workdir, self.grid = name, Path(workdir), grid
+        self.profile, self.scale = profile, scale
+        self.shapes = level_shapes(width=grid.width, height=grid.height)
+        self.last_level = len(self.shapes) - 1
+        self.low_level = min(first_low_level, len(self.shapes))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._index: dict[tuple[int, int, int], tuple[int, int]] = {}
+        self._spool_path = self.workdir / f"{name}.tiles"
+        self._spool = open(self._spool_path, "w+b")  # noqa: SIM115 - closed in close()
+        self._low: Stage | None = None
+        if self.low_level <= self.last_level:
+            try:
+                self._low = self._stage(self.low_level)
+            except BaseException:
+                self.close()
+                raise
+
+    @property
+    def path(self) -> Path:
+        return self.workdir / f"{self.name}.tif"
+
+    def _stage(self, level: int) -> Stage:
+        h, w = self.shapes[level]
+        factor = 2 ** level
+        transform = Affine(*tuple(self.grid.transform)[:6]) @ Affine.scale(factor, factor)
+        return Stage(self.workdir / f"{self.name}.level{level}.stage.tif",
+                     grid=GridSpec(self.grid.crs, transform, w, h), profile=self.profile,
+                     scale=self.scale)
+
+    def add(self, tiles: Tiles, low: np.ndarray | None, *, rows: tuple[int, int],
+            cols: tuple[int, int]) -> None:
+        """One window's result: its tiles, and its block at `low_level` (`rows`, `cols` are the
+        window's level-0 ranges)."""
+        for level, r, c, data in tiles:
+            record = struct.pack("<I", len(data)) + data + data[-4:]
+            self._index[level, r, c] = (self._spool.tell(), len(data))
+            self._spool.write(record)
+        if low is not None and self._low is not None:
+            f = 2 ** self.low_level
+            r0, c0 = rows[0] // f, cols[0] // f
+            self._low.write(low, rows=(r0, r0 + low.shape[0]), cols=(c0, c0 + low.shape[1]))
+
+    def _encode_low(self, threads: int) -> None:
+        """Encode the staged low levels in this process, 2 levels per pass, staging the next."""
+        stage, level = self._low, self.low_level
+        while stage is not None:
+            stage.close()
+            h, w = self.shapes[level]
+            following = level + 2 if level + 2 <= self.last_level else None
+            deeper = self._stage(following) if following is not None else None
+            starts = [(r, c) for r in range(0, h, LOW_WINDOW) for c in range(0, w, LOW_WINDOW)]
+
+            def one(start: tuple[int, int], path=stage.path, level=level):
+                r, c = start
+                with gdal_env(1), rasterio.open(path) as ds:
+                    block = ds.read(1, window=Window(c, r, min(LOW_WINDOW, w - c),
+                                                     min(LOW_WINDOW, h - r)))
+                return start, encode_levels(block, profile=self.profile, level=level, row0=r,
+                                            col0=c, count=2, last_level=self.last_level)
+
+            with cf.ThreadPoolExecutor(max(1, threads)) as pool:
+                for (r, c), (tiles, rest) in pool.map(one, starts):
+                    self.add(tiles, None, rows=(0, 0), cols=(0, 0))
+                    if deeper is not None and rest is not None:
+                        deeper.write(rest, rows=(r // 4, r // 4 + rest.shape[0]),
+                                     cols=(c // 4, c // 4 + rest.shape[1]))
+            stage.path.unlink(missing_ok=True)
+            stage, level = deeper, following
+        self._low = None
+
+    def finish(self, *, threads: int = 2) -> Path:
+        """Encode the low levels, assemble `<workdir>/<name>.tif`, remove the spool."""
+        try:
+            self._encode_low(threads)
+            self._spool.flush()
+            assemble(self.path, shapes=self.shapes, index=self._index, spool=self._spool,
+                     main_tags=template_tags(self.grid, self.profile, self.scale))
+        finally:
+            self.close()
+        return self.path
+
+    def close(self) -> None:
+        if self._low is not None:
+            self._low.close()
+            self._low.path.unlink(missing_ok=True)
+            self._low = None
+        if not self._spool.closed:
+            self._spool.close()
+        self._spool_path.unlink(missing_ok=True)
+
+
+def template_tags(grid: GridSpec, profile: CogProfile, scale: Scale | None) -> dict[int, tiff.Tag]:
+    """The IFD tags GDAL writes for a one-tile GeoTIFF of this grid and profile (georeferencing,
+    codec and its parameters, sample format, nodata, metadata, colour table), minus the
+    structure tags the assembler sets per level."""
+    with gdal_env(1), MemoryFile() as mem:
+        with mem.open(driver="GTiff", width=TILE, height=TILE, count=1, dtype=profile.dtype,
+                      nodata=profile.nodata, crs=grid.crs, transform=grid.transform,
+                      sparse_ok=True, **({"photometric": "PALETTE"}
+                                         if profile.kind == "palette" else {}),
+                      **gtiff_options(profile)) as ds:
+            if profile.kind == "palette":
+                ds.write_colormap(1, gdal_colormap(scale.ramp))
+            if profile.tags:
+                ds.update_tags(**profile.tags)
+        tags = tiff.read_first_ifd(bytes(mem.getbuffer()))
+    return {k: v for k, v in tags.items() if k not in _STRUCTURE}
+
+
+def assemble(dst: Path, *, shapes: Sequence[tuple[int, int]],
+             index: dict[tuple[int, int, int], tuple[int, int]], spool,
+             main_tags: dict[int, tiff.Tag]) -> None:
+    """Write the COG: header, structural metadata, IFDs of every level, then each level's tiles
+    (smallest overview first, row-major, with GDAL's 4-byte size leader and trailer)."""
+    order = []  # per level (0 first): the tile keys, row-major
+    for level, (h, w) in enumerate(shapes):
+        keys = [(level, r, c) for r in range(math.ceil(h / TILE)) for c in range(math.ceil(w / TILE))]
+        missing = [k for k in keys if k not in index]
+        if missing:
+            raise RuntimeError(f"{dst.name}: {len(missing)} tile(s) never arrived, e.g. "
+                               f"(level, row, column) {missing[0]}")
+        order.append(keys)
+    ovr_tags = {k: v for k, v in main_tags.items() if k not in _GEO_TAGS}
+    ovr_tags[tiff.NEW_SUBFILE_TYPE] = tiff.Tag.ints(tiff.LONG, [1])
+    data_bytes = sum(index[k][1] + 8 for keys in order for k in keys)
+
+    def ifds(big: bool, offsets: list[list[int]] | None) -> list[dict[int, tiff.Tag]]:
+        out = []
+        for level, ((h, w), keys) in enumerate(zip(shapes, order, strict=True)):
+            tags = dict(main_tags if level == 0 else ovr_tags)
+            tags[tiff.IMAGE_WIDTH] = tiff.Tag.ints(tiff.LONG, [w])
+            tags[tiff.IMAGE_LENGTH] = tiff.Tag.ints(tiff.LONG, [h])
+            tags[tiff.TILE_OFFSETS] = tiff.Tag.ints(tiff.LONG8 if big else tiff.LONG,
+                                                    offsets[level] if offsets else [0] * len(keys))
+            tags[tiff.TILE_BYTE_COUNTS] = tiff.Tag.ints(tiff.LONG, [index[k][1] for k in keys])
+            out.append(tags)
+        return out
+
+    big = False
+    head = len(tiff.header(big=big, first_ifd=0)) + len(GHOST)
+    if head + sum(tiff.ifd_size(t, big=False) for t in ifds(False, None)) + data_bytes >= 2**32:
+        big = True
+        head = len(tiff.header(big=big, first_ifd=0)) + len(GHOST)
+    sizes = [tiff.ifd_size(t, big=big) for t in ifds(big, None)]
+    data_at = head + sum(sizes)
+    offsets: list[list[int]] = [[] for _ in shapes]
+    pos = data_at
+    for level in reversed(range(len(shapes))):
+        for k in order[level]:
+            offsets[level].append(pos + 4)
+            pos += index[k][1] + 8
+    final = ifds(big, offsets)
+    tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        try:
+            parts = [tiff.header(big=big, first_ifd=head), GHOST]
+            at = head
+            for level, tags in enumerate(final):
+                nxt = at + sizes[level] if level + 1 < len(final) else 0
+                parts.append(tiff.write_ifd(tags, at=at, next_ifd=nxt, big=big))
+                at += sizes[level]
+            meta = b"".join(parts)
+            if len(meta) != data_at:
+                raise RuntimeError(f"{dst.name}: header and IFDs took {len(meta)} bytes, "
+                                   f"expected {data_at}")
+            _write_all(fd, meta)
+            src = spool.fileno()
+            for level in reversed(range(len(shapes))):
+                for k in order[level]:
+                    start, n = index[k]
+                    _copy(src, fd, start, n + 8)
+        finally:
+            os.close(fd)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _copy(src_fd: int, fd: int, offset: int, n: int) -> None:
+    """Append `n` bytes at `offset` of `src_fd` to `fd` (in the kernel where it can)."""
+    if hasattr(os, "copy_file_range"):
+        while n > 0:
+            done = os.copy_file_range(src_fd, fd, n, offset)
+            if done == 0:
+                raise OSError(f"short copy from the tile spool at {offset}")
+            offset, n = offset + done, n - done
+        return
+    _write_all(fd, os.pread(src_fd, n, offset))  # pragma: no cover - platforms without it

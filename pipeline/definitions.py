@@ -13,6 +13,7 @@ from assets.batch import imagery_batch
 from assets.checks import CHECKS
 from assets.management_zones import management_zones
 from assets.report import batch_report, report_distribution
+from pipeline.core.cog import default_gdal_cache
 from pipeline.core.registry import Registry, build_registry
 from assets.sites import site_change, site_history
 from pipeline.jobs import PER_BATCH_BACKFILL, process_imagery_batch
@@ -58,6 +59,7 @@ def defs() -> dg.Definitions:
     # IMAGERY_INDICES_FILE (naming the file, the entry and the fix): the index registry is built
     # here, once, and every index asset, check and report reads it.
     settings = Settings.from_env()
+    default_gdal_cache()
     registry = build_registry(indices_file=settings.indices_file)
     return dg.Definitions(
         assets=[a.with_attributes(backfill_policy=PER_BATCH_BACKFILL) for a in (

@@ -19,6 +19,7 @@ PNG preview per heatmap).
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -28,6 +29,7 @@ from typing import Protocol
 
 import dask
 import numpy as np
+import rasterio
 
 from pipeline.core.cog import CogEncoding, CogProfile, GridSpec, Kind
 from pipeline.core.cog_tiles import CogBuilder, Tiles, encode_levels, level_shapes, tiled_levels
@@ -37,6 +39,10 @@ from pipeline.core.ramps import Scale
 Log = Callable[[str], None]
 PROGRESS_EVERY_S = 5.0
 IN_FLIGHT_PER_THREAD = 2
+# GDAL's block cache while a window reads its inputs. Each input block is decoded for one window
+# only, so a cache buys nothing; GDAL's default (5 % of RAM) let the run worker's RSS grow by the
+# decoded input, ~+150 MB over a run at 8192² (bench/RESULTS.md).
+WINDOW_GDAL_CACHEMAX_MB = 32
 
 
 @dataclass(frozen=True)
@@ -91,11 +97,28 @@ def combine_tables(total: dict[str, np.ndarray] | None,
     return total
 
 
+def _trimmer() -> Callable[[], object]:
+    """glibc's malloc_trim(0), or a no-op elsewhere (musl, macOS)."""
+    try:
+        import ctypes
+
+        return functools.partial(ctypes.CDLL("libc.so.6").malloc_trim, 0)
+    except (OSError, AttributeError):
+        return lambda: None
+
+
+_release_freed_memory = _trimmer()
+"""Hand the pages of freed window arrays back to the OS. Window tasks allocate and free
+megabytes per block on several threads; glibc keeps those in per-thread arenas, and the run
+worker's RSS crept up by ~100 MB over a run at 8192² without this (bench/RESULTS.md)."""
+
+
 def _run_window(kernel: WindowKernel, rows: tuple[int, int], cols: tuple[int, int],
                 profiles: Mapping[str, CogProfile], levels: int, last_level: int
                 ) -> tuple[dict[str, tuple[Tiles, np.ndarray | None]], dict[str, np.ndarray]]:
     """One window task: the kernel's blocks, compressed into the tiles of `levels` levels."""
-    blocks, tables = kernel.window(rows, cols)
+    with rasterio.Env(GDAL_CACHEMAX=WINDOW_GDAL_CACHEMAX_MB * 1024 * 1024):
+        blocks, tables = kernel.window(rows, cols)
     encoded = {}
     for name, block in blocks.items():
         if levels:
@@ -195,6 +218,7 @@ def run_windows(kernel: WindowKernel, *, grid: GridSpec, chunks: int, workdir: P
                 for name, (tiles, low) in encoded.items():
                     builders[name].add(tiles, low, rows=rows, cols=cols)
                 done += 1
+                _release_freed_memory()
                 done_px += (rows[1] - rows[0]) * (cols[1] - cols[0])
             while summed in held:
                 tables = combine_tables(tables, held.pop(summed))

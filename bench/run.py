@@ -23,7 +23,7 @@ from bench.measure import run_measured
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTENDERS = ("floor", "ours", "job", "seeds", "naive", "windowed", "riocalc")
-GDAL_CACHEMAX_MB = "128"
+GDAL_CACHEMAX_MB = "64"  # the code location's default (pipeline.core.cog.default_gdal_cache)
 
 
 def _riocalc_expression() -> str:
@@ -99,6 +99,8 @@ def main() -> None:
             out = WORK / "out" / str(size) / contender
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir(parents=True)
+            os.sync()  # the previous contender's outputs are written back before this one starts
+            time.sleep(2)
             load = _load()
             m = run_measured(command(contender, src, out), env=env, cwd=ROOT,
                              log=WORK / "out" / f"{size}_{contender}.log")

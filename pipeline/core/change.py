@@ -4,8 +4,9 @@ Designed around two costs. The rasters can be far larger than memory, so the cha
 of the raster engine (`pipeline.core.engine`): each window task reads its window of this batch's
 index COG and warps just the matching part of the previous batch's COG onto it (GDAL's warper
 reads only the source window a destination window needs, through range reads of the object
-store), and returns the change, its paletted heatmap and the window's statistics; the blocks
-stream into local stages in the publishing process (no shared disk) and become COGs.
+store), and returns the change, its paletted heatmap and the window's statistics; the task
+compresses the COG tiles of its blocks and the publishing process assembles the COGs (no shared
+disk).
 The comparability check must be cheap and must come first: it reads the two reference rasters
 at a decimated resolution (≤ 1024 px, from the COG overviews) to measure the shared valid area,
 and one full-resolution window (≤ 1024²) of the overlap to estimate the co-registration shift by

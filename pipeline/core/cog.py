@@ -1,17 +1,19 @@
-"""Cloud-Optimized GeoTIFF writing: encodings and profiles as data, local stages, translation.
+"""Cloud-Optimized GeoTIFF writing: encodings and profiles as data, in one place.
 
-Writing is encode-bound (bench/RESULTS.md), so it happens in two steps, both in the process that
-publishes the COG:
+Every COG the pipeline writes takes its codec, level, predictor, block size, nodata and overview
+resampling from `COG_PROFILES` (through `CogEncoding`, built from the settings). Two writers use
+them:
 
-1. A `Stage` is an uncompressed tiled GeoTIFF in this process's own temporary folder, held open
-   while the windows computed for it arrive (from threads of this process, or as arrays returned
-   by `distributed` workers: see `pipeline.core.engine`). No other process ever reads it, so the
-   stack needs no shared filesystem (DESIGN.md §5). (An uncompressed stage beat a compressed one
-   by 2.3x; GDAL's COG driver from it beat odc-geo's dask writer 2.3x at ZSTD, bench/RESULTS.md.)
-2. `translate_to_cog` turns a stage into a COG with GDAL's COG driver (encode and overviews in one
-   multi-threaded pass, under a capped GDAL_CACHEMAX: uncapped, GDAL alone fills ~1.2 GB), writing
-   to a temporary name next to the destination and renaming, so the destination is never
-   half-written; the object store then receives it whole (PUT / completed multipart upload).
+1. The raster engine's outputs are assembled from tiles that window tasks compress themselves
+   with GDAL's GTiff encoders (`gtiff_options` maps a profile onto them; see
+   `pipeline.core.cog_tiles`): no uncompressed copy of a raster on any disk, and the encode runs
+   where the window was computed (bench/RESULTS.md). Its small low overview levels go through a
+   `Stage` (an uncompressed tiled GeoTIFF in the run worker's own temporary folder).
+2. `translate_to_cog` turns one small local raster (e.g. the management-zone classes) into a COG
+   with GDAL's COG driver; `write_cog` stages a 2-D array or dask array and translates it.
+
+Both write to a temporary name next to the destination and rename, so the destination is never
+half-written; the object store then receives it whole (PUT / completed multipart upload).
 
 Encodings (DESIGN.md §3.1): float COGs ZSTD + floating-point predictor by default (lossless),
 DEFLATE or LERC_ZSTD with an error bound by `CogEncoding`, which callers build from the settings

@@ -15,7 +15,11 @@ parameters), then the tiles, smallest overview first, each with GDAL's block lea
 It is written under a temporary name and renamed: the destination is never half-written.
 
 Overviews: AVERAGE of the valid pixels for float rasters (NaN is nodata), NEAREST for paletted
-ones, 2× per level, until the level fits one tile (as GDAL's COG driver).
+ones, each level from the one above, 2× per level until it fits one tile -- the levels, sizes and
+values of GDAL's COG driver (tests/core/test_cog_tiles.py), except after a level of odd size:
+there GDAL stretches (513 px -> 257 px at a ratio of 1.996) where this halves exactly and pads
+the last row or column, so from that level on an overview pixel may sit up to half its width
+away from GDAL's. Level 0 is always exact; powers of two (the bench sizes) never differ.
 """
 
 from __future__ import annotations
@@ -248,9 +252,10 @@ def template_tags(grid: GridSpec, profile: CogProfile, scale: Scale | None) -> d
 
 def assemble(dst: Path, *, shapes: Sequence[tuple[int, int]],
              index: dict[tuple[int, int, int], tuple[int, int]], spool,
-             main_tags: dict[int, tiff.Tag]) -> None:
+             main_tags: dict[int, tiff.Tag], bigtiff: bool | None = None) -> None:
     """Write the COG: header, structural metadata, IFDs of every level, then each level's tiles
-    (smallest overview first, row-major, with GDAL's 4-byte size leader and trailer)."""
+    (smallest overview first, row-major, with GDAL's 4-byte size leader and trailer). BigTIFF
+    when the file would pass 4 GiB (`bigtiff` None), or as `bigtiff` says."""
     order = []  # per level (0 first): the tile keys, row-major
     for level, (h, w) in enumerate(shapes):
         keys = [(level, r, c) for r in range(math.ceil(h / TILE)) for c in range(math.ceil(w / TILE))]
@@ -275,11 +280,10 @@ def assemble(dst: Path, *, shapes: Sequence[tuple[int, int]],
             out.append(tags)
         return out
 
-    big = False
+    classic = len(tiff.header(big=False, first_ifd=0)) + len(GHOST) + data_bytes + sum(
+        tiff.ifd_size(t, big=False) for t in ifds(False, None))
+    big = classic >= 2**32 if bigtiff is None else bigtiff
     head = len(tiff.header(big=big, first_ifd=0)) + len(GHOST)
-    if head + sum(tiff.ifd_size(t, big=False) for t in ifds(False, None)) + data_bytes >= 2**32:
-        big = True
-        head = len(tiff.header(big=big, first_ifd=0)) + len(GHOST)
     sizes = [tiff.ifd_size(t, big=big) for t in ifds(big, None)]
     data_at = head + sum(sizes)
     offsets: list[list[int]] = [[] for _ in shapes]

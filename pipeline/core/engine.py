@@ -110,7 +110,8 @@ def _trimmer() -> Callable[[], object]:
 _release_freed_memory = _trimmer()
 """Hand the pages of freed window arrays back to the OS. Window tasks allocate and free
 megabytes per block on several threads; glibc keeps those in per-thread arenas, and the run
-worker's RSS crept up by ~100 MB over a run at 8192² without this (bench/RESULTS.md)."""
+worker's RSS crept up by ~50-100 MB over a run without this (bench/RESULTS.md)."""
+TRIM_EVERY = 16  # windows; after every window it cost 15 % of the time at 16384² (re-faulted pages)
 
 
 def _run_window(kernel: WindowKernel, rows: tuple[int, int], cols: tuple[int, int],
@@ -218,7 +219,8 @@ def run_windows(kernel: WindowKernel, *, grid: GridSpec, chunks: int, workdir: P
                 for name, (tiles, low) in encoded.items():
                     builders[name].add(tiles, low, rows=rows, cols=cols)
                 done += 1
-                _release_freed_memory()
+                if done % TRIM_EVERY == 0:
+                    _release_freed_memory()
                 done_px += (rows[1] - rows[0]) * (cols[1] - cols[0])
             while summed in held:
                 tables = combine_tables(tables, held.pop(summed))

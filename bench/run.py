@@ -22,7 +22,7 @@ from bench.generate import WORK, generate
 from bench.measure import run_measured
 
 ROOT = Path(__file__).resolve().parent.parent
-CONTENDERS = ("floor", "ours", "job", "seeds", "naive", "windowed", "riocalc")
+CONTENDERS = ("floor", "ours", "distributed", "job", "seeds", "naive", "windowed", "riocalc")
 GDAL_CACHEMAX_MB = "64"  # the code location's default (pipeline.core.cog.default_gdal_cache)
 
 

@@ -270,3 +270,4 @@ def publish(builders: Mapping[str, CogBuilder], *, log: Log) -> list[OutputFile]
     finally:
         for builder in builders.values():
             builder.close()
+        _release_freed_memory()  # the step's arrays are gone: later steps start from less

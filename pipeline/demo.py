@@ -20,6 +20,20 @@ def upload_folder(store, bucket: str, batch_id: str, folder: Path, files) -> Non
         store.upload_file(bucket, f"{batch_id}/{name}", folder / name)
 
 
+def sensor_tick(definitions: dg.Definitions, instance: dg.DagsterInstance,
+                batch_id: str) -> dg.RunRequest:
+    """One tick of the upload sensor; returns its run request for `batch_id` and adds the
+    batch's partition, as the daemon would."""
+    sensor = definitions.resolve_sensor_def("imagery_upload_sensor")
+    with dg.build_sensor_context(instance=instance, resources=definitions.resources) as context:
+        result = sensor(context)
+    requests = [r for r in result.run_requests if r.partition_key == batch_id]
+    if not requests:
+        raise RuntimeError(f"the sensor did not pick up {batch_id!r}; see the log above")
+    instance.add_dynamic_partitions("imagery_batches", [batch_id])
+    return requests[0]
+
+
 def run_demo(*, data_dir: Path, batch_id: str) -> dict:
     os.environ["IMAGERY_DATA_DIR"] = str(data_dir)
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster_home").resolve())))
@@ -40,17 +54,11 @@ def run_demo(*, data_dir: Path, batch_id: str) -> dict:
         upload_folder(store, object_store.imagery_bucket, batch_id, sample.folder, sample.files)
 
     with dg.DagsterInstance.get() as instance:
-        sensor = definitions.resolve_sensor_def("imagery_upload_sensor")
-        with dg.build_sensor_context(instance=instance, resources=definitions.resources) as context:
-            result = sensor(context)
-        requests = [r for r in result.run_requests if r.partition_key == batch_id]
-        if not requests:
-            raise RuntimeError(f"the sensor did not pick up {batch_id!r}; see the log above")
-        instance.add_dynamic_partitions("imagery_batches", [batch_id])
+        request = sensor_tick(definitions, instance, batch_id)
         job = definitions.resolve_job_def("process_imagery_batch")
         quiet = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
         run = job.execute_in_process(instance=instance, partition_key=batch_id, run_config=quiet,
-                                     tags=requests[0].tags, raise_on_error=False)
+                                     tags=request.tags, raise_on_error=False)
         outputs = []
         for bucket in (object_store.heatmap_bucket, object_store.report_bucket):
             for info in store.list_objects(bucket, prefix=f"{batch_id}/"):

@@ -37,6 +37,7 @@ def main() -> None:
     import dagster as dg
 
     from pipeline.definitions import defs as load_defs
+    from pipeline.demo import sensor_tick
     from resources.object_store import ObjectStoreResource
 
     definitions = load_defs()
@@ -54,18 +55,12 @@ def main() -> None:
 
     phases = Phases()  # the clock starts here: sensor tick + run
     with dg.DagsterInstance.get() as instance:
-        sensor = definitions.resolve_sensor_def("imagery_upload_sensor")
-        with dg.build_sensor_context(instance=instance, resources=definitions.resources) as ctx:
-            result = sensor(ctx)
-        requests = [r for r in result.run_requests if r.partition_key == BATCH_ID]
-        if not requests:
-            raise SystemExit(f"the sensor did not pick up {BATCH_ID!r}")
-        instance.add_dynamic_partitions("imagery_batches", [BATCH_ID])
+        request = sensor_tick(definitions, instance, BATCH_ID)
         phases.mark("sensor")
         job = definitions.resolve_job_def("process_imagery_batch")
         t0 = time.monotonic()
         run = job.execute_in_process(instance=instance, partition_key=BATCH_ID,
-                                     tags=requests[0].tags, raise_on_error=False)
+                                     tags=request.tags, raise_on_error=False)
         phases.mark("job")
         if not run.success:
             raise SystemExit(f"the job failed after {time.monotonic() - t0:.1f} s")

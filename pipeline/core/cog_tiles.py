@@ -7,12 +7,18 @@ the floating-point predictor, LERC with an error bound, paletted uint8) is exact
 compressed bytes travel back, plus the window's block at the first level it could not encode
 (a 1024² window: levels 0 and 1 as tiles, a 256² block of level 2).
 
-The run worker's `CogBuilder` appends the tiles to a local spool file, writes the small blocks
-into a local stage of the low levels (1/16 of the pixels), encodes those levels itself at the
-end, and `assemble`s the COG: header, GDAL's structural metadata, every IFD (tags copied from a
-one-tile GeoTIFF GDAL writes with the same CRS, transform, nodata, colour table, compression
-parameters), then the tiles, smallest overview first, each with GDAL's block leader and trailer.
-It is written under a temporary name and renamed: the destination is never half-written.
+The run worker's `CogBuilder` appends the level-0 tiles, in the order windows arrive and in
+GDAL's block format (4-byte size leader, last 4 bytes repeated), to the file that becomes the
+COG, and the overview tiles to a second spool; it writes the small blocks into a local stage of
+the low levels (1/16 of the pixels), encodes those levels itself at the end, and `assemble`s
+the COG: header, GDAL's structural metadata, every IFD (tags copied from a one-tile GeoTIFF
+GDAL writes with the same CRS, transform, nodata, colour table, compression parameters), the
+overview tiles (smallest first, row-major), then level 0. The head goes in front of the level-0
+bytes where they lie (`fallocate` FALLOC_FL_INSERT_RANGE: ext4, XFS), so the bulk of the COG is
+written to disk once; elsewhere the file is copied. Either way the bytes are the same, built
+under a temporary name and renamed: the destination is never half-written. Level 0 is in window
+order (2 × 2 tiles of a 1024² window together), so the structural metadata does not claim
+BLOCK_ORDER=ROW_MAJOR; overviews are row-major.
 
 Overviews: AVERAGE of the valid pixels for float rasters (NaN is nodata), NEAREST for paletted
 ones, each level from the one above, 2× per level until it fits one tile -- the levels, sizes and
@@ -25,6 +31,8 @@ away from GDAL's. Level 0 is always exact; powers of two (the bench sizes) never
 from __future__ import annotations
 
 import concurrent.futures as cf
+import ctypes
+import errno
 import math
 import os
 import struct
@@ -46,7 +54,7 @@ Tiles = list[tuple[int, int, int, bytes]]  # (level, tile row, tile column, comp
 LOW_WINDOW = 1024  # windows the run worker encodes its low levels in (2 levels each)
 _GEO_TAGS = (33550, 33922, 34264, 34735, 34736, 34737, 42112)  # + GDAL_METADATA: main IFD only
 _STRUCTURE = (254, 256, 257, 273, 278, 279, 324, 325)
-_GHOST = ("LAYOUT=IFDS_BEFORE_DATA\nBLOCK_ORDER=ROW_MAJOR\nBLOCK_LEADER=SIZE_AS_UINT4\n"
+_GHOST = ("LAYOUT=IFDS_BEFORE_DATA\nBLOCK_LEADER=SIZE_AS_UINT4\n"
           "BLOCK_TRAILER=LAST_4_BYTES_REPEATED\nKNOWN_INCOMPATIBLE_EDITION=NO\n ")
 _PLACEHOLDER = Affine(1.0, 0.0, 0.0, 0.0, -1.0, 1.0)  # tiles need none; it keeps GDAL quiet
 GHOST = f"GDAL_STRUCTURAL_METADATA_SIZE={len(_GHOST):06d} bytes\n{_GHOST}".encode()
@@ -133,9 +141,32 @@ def encode_levels(block: np.ndarray, *, profile: CogProfile, level: int, row0: i
     return tiles, block
 
 
+class TileSpool:
+    """Compressed tiles appended to a file in GDAL's block format -- a 4-byte size leader, the
+    bytes, their last 4 bytes repeated -- and where each one starts (its leader)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.file = open(self.path, "w+b")  # noqa: SIM115 - closed in close()
+        self.index: dict[tuple[int, int, int], tuple[int, int]] = {}
+        self.size = 0
+
+    def append(self, key: tuple[int, int, int], data: bytes) -> None:
+        self.index[key] = (self.size, len(data))
+        self.file.write(struct.pack("<I", len(data)) + data + data[-4:])
+        self.size += len(data) + 8
+
+    def close(self) -> None:
+        """Close and remove the file (a no-op for a spool already renamed into a COG)."""
+        if not self.file.closed:
+            self.file.close()
+        self.path.unlink(missing_ok=True)
+
+
 class CogBuilder:
-    """The run worker's side of one output COG: spools compressed tiles as they arrive, stages
-    the blocks of the levels workers did not encode, then encodes those and assembles the file."""
+    """The run worker's side of one output COG: spools compressed tiles as they arrive (level 0
+    into the file that becomes the COG), stages the blocks of the levels workers did not encode,
+    then encodes those and assembles the file."""
 
     def __init__(self, name: str, *, workdir: Path, grid: GridSpec, profile: CogProfile,
                  scale: Scale | None, first_low_level: int) -> None:
@@ -147,16 +178,16 @@ class CogBuilder:
         self.last_level = len(self.shapes) - 1
         self.low_level = min(first_low_level, len(self.shapes))
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self._index: dict[tuple[int, int, int], tuple[int, int]] = {}
-        self._spool_path = self.workdir / f"{name}.tiles"
-        self._spool = open(self._spool_path, "w+b")  # noqa: SIM115 - closed in close()
+        self._body = TileSpool(self.workdir / f".{name}.tif.{uuid.uuid4().hex}.body")
+        self._overviews: TileSpool | None = None
         self._low: Stage | None = None
-        if self.low_level <= self.last_level:
-            try:
+        try:
+            self._overviews = TileSpool(self.workdir / f"{name}.overviews.tiles")
+            if self.low_level <= self.last_level:
                 self._low = self._stage(self.low_level)
-            except BaseException:
-                self.close()
-                raise
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def path(self) -> Path:
@@ -175,9 +206,7 @@ class CogBuilder:
         """One window's result: its tiles, and its block at `low_level` (`rows`, `cols` are the
         window's level-0 ranges)."""
         for level, r, c, data in tiles:
-            record = struct.pack("<I", len(data)) + data + data[-4:]
-            self._index[level, r, c] = (self._spool.tell(), len(data))
-            self._spool.write(record)
+            (self._body if level == 0 else self._overviews).append((level, r, c), data)
         if low is not None and self._low is not None:
             f = 2 ** self.low_level
             r0, c0 = rows[0] // f, cols[0] // f
@@ -212,11 +241,11 @@ class CogBuilder:
         self._low = None
 
     def finish(self, *, threads: int = 2) -> Path:
-        """Encode the low levels, assemble `<workdir>/<name>.tif`, remove the spool."""
+        """Encode the low levels, assemble `<workdir>/<name>.tif`, remove the spools."""
         try:
             self._encode_low(threads)
-            self._spool.flush()
-            assemble(self.path, shapes=self.shapes, index=self._index, spool=self._spool,
+            assemble(self.path, shapes=self.shapes, body=self._body,
+                     overviews=self._overviews,
                      main_tags=template_tags(self.grid, self.profile, self.scale))
         finally:
             self.close()
@@ -227,9 +256,9 @@ class CogBuilder:
             self._low.close()
             self._low.path.unlink(missing_ok=True)
             self._low = None
-        if not self._spool.closed:
-            self._spool.close()
-        self._spool_path.unlink(missing_ok=True)
+        for spool in (self._body, self._overviews):
+            if spool is not None:
+                spool.close()
 
 
 def template_tags(grid: GridSpec, profile: CogProfile, scale: Scale | None) -> dict[int, tiff.Tag]:
@@ -250,89 +279,147 @@ def template_tags(grid: GridSpec, profile: CogProfile, scale: Scale | None) -> d
     return {k: v for k, v in tags.items() if k not in _STRUCTURE}
 
 
-def assemble(dst: Path, *, shapes: Sequence[tuple[int, int]],
-             index: dict[tuple[int, int, int], tuple[int, int]], spool,
-             main_tags: dict[int, tiff.Tag], bigtiff: bool | None = None) -> None:
-    """Write the COG: header, structural metadata, IFDs of every level, then each level's tiles
-    (smallest overview first, row-major, with GDAL's 4-byte size leader and trailer). BigTIFF
-    when the file would pass 4 GiB (`bigtiff` None), or as `bigtiff` says."""
-    order = []  # per level (0 first): the tile keys, row-major
+def assemble(dst: Path, *, shapes: Sequence[tuple[int, int]], body: TileSpool,
+             overviews: TileSpool, main_tags: dict[int, tiff.Tag], bigtiff: bool | None = None,
+             in_place: bool = True) -> str:
+    """Write the COG `dst`: header, structural metadata, IFDs of every level, the overview tiles
+    (smallest overview first, row-major), zeros up to a multiple of the file system's block,
+    then `body` -- the level-0 tiles as they were spooled, each with GDAL's size leader and
+    trailer. BigTIFF when the file would pass 4 GiB (`bigtiff` None), or as `bigtiff` says.
+    With `in_place`, the head is inserted in front of the body's file, which is then renamed
+    (no copy of level 0); where the file system cannot, or without `in_place`, the same bytes
+    are copied into a new file. Returns "inserted" or "copied"."""
+    order, missing = [], []  # per level (0 first): the tile keys in file order
     for level, (h, w) in enumerate(shapes):
         keys = [(level, r, c) for r in range(math.ceil(h / TILE)) for c in range(math.ceil(w / TILE))]
-        missing = [k for k in keys if k not in index]
-        if missing:
-            raise RuntimeError(f"{dst.name}: {len(missing)} tile(s) never arrived, e.g. "
-                               f"(level, row, column) {missing[0]}")
+        spool = body if level == 0 else overviews
+        missing += [k for k in keys if k not in spool.index]
         order.append(keys)
+    if missing:
+        raise RuntimeError(f"{dst.name}: {len(missing)} tile(s) never arrived, e.g. "
+                           f"(level, row, column) {missing[0]}")
+    if len(body.index) != len(order[0]) or len(overviews.index) != sum(map(len, order[1:])):
+        raise RuntimeError(f"{dst.name}: tiles outside the image's levels were spooled")
+    body.file.flush()
+    overviews.file.flush()
+    block = max(512, os.fstat(body.file.fileno()).st_blksize)
     ovr_tags = {k: v for k, v in main_tags.items() if k not in _GEO_TAGS}
     ovr_tags[tiff.NEW_SUBFILE_TYPE] = tiff.Tag.ints(tiff.LONG, [1])
-    data_bytes = sum(index[k][1] + 8 for keys in order for k in keys)
 
     def ifds(big: bool, offsets: list[list[int]] | None) -> list[dict[int, tiff.Tag]]:
         out = []
         for level, ((h, w), keys) in enumerate(zip(shapes, order, strict=True)):
+            spool = body if level == 0 else overviews
             tags = dict(main_tags if level == 0 else ovr_tags)
             tags[tiff.IMAGE_WIDTH] = tiff.Tag.ints(tiff.LONG, [w])
             tags[tiff.IMAGE_LENGTH] = tiff.Tag.ints(tiff.LONG, [h])
             tags[tiff.TILE_OFFSETS] = tiff.Tag.ints(tiff.LONG8 if big else tiff.LONG,
                                                     offsets[level] if offsets else [0] * len(keys))
-            tags[tiff.TILE_BYTE_COUNTS] = tiff.Tag.ints(tiff.LONG, [index[k][1] for k in keys])
+            tags[tiff.TILE_BYTE_COUNTS] = tiff.Tag.ints(tiff.LONG, [spool.index[k][1] for k in keys])
             out.append(tags)
         return out
 
-    classic = len(tiff.header(big=False, first_ifd=0)) + len(GHOST) + data_bytes + sum(
-        tiff.ifd_size(t, big=False) for t in ifds(False, None))
-    big = classic >= 2**32 if bigtiff is None else bigtiff
-    head = len(tiff.header(big=big, first_ifd=0)) + len(GHOST)
-    sizes = [tiff.ifd_size(t, big=big) for t in ifds(big, None)]
-    data_at = head + sum(sizes)
+    def layout(big: bool) -> tuple[int, list[int], int]:
+        """(bytes before the first IFD, each IFD's size, where the body starts)."""
+        head = len(tiff.header(big=big, first_ifd=0)) + len(GHOST)
+        sizes = [tiff.ifd_size(t, big=big) for t in ifds(big, None)]
+        return head, sizes, -(-(head + sum(sizes) + overviews.size) // block) * block
+
+    big = layout(False)[2] + body.size >= 2**32 if bigtiff is None else bigtiff
+    head, sizes, body_at = layout(big)
     offsets: list[list[int]] = [[] for _ in shapes]
-    pos = data_at
-    for level in reversed(range(len(shapes))):
+    pos = head + sum(sizes)
+    ovr_at = pos
+    for level in reversed(range(1, len(shapes))):  # smallest overview first, row-major
         for k in order[level]:
+            start, n = overviews.index[k]
             offsets[level].append(pos + 4)
-            pos += index[k][1] + 8
-    final = ifds(big, offsets)
+            pos += n + 8
+    offsets[0] = [body_at + body.index[k][0] + 4 for k in order[0]]
+    parts = [tiff.header(big=big, first_ifd=head), GHOST]
+    at = head
+    for level, tags in enumerate(ifds(big, offsets)):
+        nxt = at + sizes[level] if level + 1 < len(shapes) else 0
+        parts.append(tiff.write_ifd(tags, at=at, next_ifd=nxt, big=big))
+        at += sizes[level]
+    meta = b"".join(parts)
+    if len(meta) != ovr_at:
+        raise RuntimeError(f"{dst.name}: header and IFDs took {len(meta)} bytes, "
+                           f"expected {ovr_at}")
+    ovr_runs = []  # (spool offset, bytes) in file order, adjacent records merged
+    for level in reversed(range(1, len(shapes))):
+        for k in order[level]:
+            start, n = overviews.index[k]
+            if ovr_runs and sum(ovr_runs[-1]) == start:
+                ovr_runs[-1] = (ovr_runs[-1][0], ovr_runs[-1][1] + n + 8)
+            else:
+                ovr_runs.append((start, n + 8))
+
+    def write_head(fd: int) -> None:
+        """The head at offset 0 of `fd`: metadata, overview records, zero padding."""
+        _pwrite_all(fd, meta, 0)
+        pos = len(meta)
+        for start, n in ovr_runs:
+            _copy(overviews.file.fileno(), fd, start, n, pos)
+            pos += n
+        _pwrite_all(fd, bytes(body_at - pos), pos)
+
+    if in_place and insert_range(body.file.fileno(), body_at):
+        write_head(body.file.fileno())
+        body.file.close()
+        os.replace(body.path, dst)
+        return "inserted"
     tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         try:
-            parts = [tiff.header(big=big, first_ifd=head), GHOST]
-            at = head
-            for level, tags in enumerate(final):
-                nxt = at + sizes[level] if level + 1 < len(final) else 0
-                parts.append(tiff.write_ifd(tags, at=at, next_ifd=nxt, big=big))
-                at += sizes[level]
-            meta = b"".join(parts)
-            if len(meta) != data_at:
-                raise RuntimeError(f"{dst.name}: header and IFDs took {len(meta)} bytes, "
-                                   f"expected {data_at}")
-            _write_all(fd, meta)
-            src = spool.fileno()
-            for level in reversed(range(len(shapes))):
-                for k in order[level]:
-                    start, n = index[k]
-                    _copy(src, fd, start, n + 8)
+            write_head(fd)
+            _copy(body.file.fileno(), fd, 0, body.size, body_at)
         finally:
             os.close(fd)
         os.replace(tmp, dst)
     finally:
         tmp.unlink(missing_ok=True)
+    return "copied"
 
 
-def _write_all(fd: int, data: bytes) -> None:
+_FALLOC_FL_INSERT_RANGE = 0x20
+
+
+def insert_range(fd: int, n: int) -> bool:
+    """Insert `n` bytes (a multiple of the file system's block) of hole at the start of `fd`,
+    shifting its bytes without copying them; False where the file system or platform cannot."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fallocate = libc.fallocate
+    except (OSError, AttributeError):  # pragma: no cover - not glibc/Linux
+        return False
+    fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    if fallocate(fd, _FALLOC_FL_INSERT_RANGE, 0, n) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS, errno.ENODEV, errno.EPERM):
+        return False
+    raise OSError(err, f"inserting {n} bytes before the tiles: {os.strerror(err)}")
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        done = os.pwrite(fd, view, offset)
+        view, offset = view[done:], offset + done
 
 
-def _copy(src_fd: int, fd: int, offset: int, n: int) -> None:
-    """Append `n` bytes at `offset` of `src_fd` to `fd` (in the kernel where it can)."""
+def _copy(src_fd: int, fd: int, offset: int, n: int, out: int) -> None:
+    """Copy `n` bytes at `offset` of `src_fd` to `out` of `fd` (in the kernel where it can)."""
     if hasattr(os, "copy_file_range"):
         while n > 0:
-            done = os.copy_file_range(src_fd, fd, n, offset)
+            done = os.copy_file_range(src_fd, fd, n, offset, out)
             if done == 0:
-                raise OSError(f"short copy from the tile spool at {offset}")
-            offset, n = offset + done, n - done
+                raise OSError(f"short copy from a tile spool at {offset}")
+            offset, out, n = offset + done, out + done, n - done
         return
-    _write_all(fd, os.pread(src_fd, n, offset))  # pragma: no cover - platforms without it
+    while n > 0:  # pragma: no cover - platforms without copy_file_range
+        chunk = os.pread(src_fd, min(n, 1 << 24), offset)
+        _pwrite_all(fd, chunk, out)
+        offset, out, n = offset + len(chunk), out + len(chunk), n - len(chunk)

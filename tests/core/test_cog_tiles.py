@@ -3,6 +3,7 @@ pixels, overview levels and tags as GDAL's COG driver writes, valid COG layout, 
 
 from __future__ import annotations
 
+import os
 import struct
 
 import numpy as np
@@ -16,8 +17,11 @@ from pipeline.core import tiff
 from pipeline.core.cog import CogEncoding, GridSpec, translate_to_cog
 from pipeline.core.cog_tiles import (
     CogBuilder,
+    TileSpool,
+    insert_range,
     assemble,
     downsample,
+    encode_block,
     encode_levels,
     level_shapes,
     template_tags,
@@ -78,7 +82,15 @@ def test_builder__same_pixels_and_levels_as_gdal_cog_driver(tmp_path, shape, chu
         assert (a.crs, a.transform, a.shape, a.dtypes, a.block_shapes) == \
             (b.crs, b.transform, b.shape, b.dtypes, b.block_shapes)
         assert np.isnan(a.nodata) and a.compression == b.compression
-        assert a.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+        # GDAL's structural metadata, without BLOCK_ORDER=ROW_MAJOR: level 0 is in window order
+        # (so GDAL does not report LAYOUT=COG, which it keeps for its own driver's files)
+        raw = ours.read_bytes()[8:8 + 300]
+        assert raw.startswith(b"GDAL_STRUCTURAL_METADATA_SIZE=")
+        size = int(raw[30:36])
+        ghost = raw[43:43 + size].decode()
+        assert "ROW_MAJOR" not in ghost and ghost.endswith("KNOWN_INCOMPATIBLE_EDITION=NO\n ")
+        assert {"LAYOUT=IFDS_BEFORE_DATA", "BLOCK_LEADER=SIZE_AS_UINT4",
+                "BLOCK_TRAILER=LAST_4_BYTES_REPEATED"} <= set(ghost.splitlines())
         assert a.tags(ns="IMAGE_STRUCTURE").get("PREDICTOR") == "3"
         np.testing.assert_array_equal(a.read(1), data)
         levels = level_shapes(width=shape[1], height=shape[0])
@@ -141,16 +153,13 @@ def test_assemble__bigtiff_and_gdal_block_leaders(tmp_path):
     tiles, rest = encode_levels(data, profile=profile, level=0, row0=0, col0=0, count=2,
                                 last_level=1)
     assert rest is None and len(tiles) == 5  # 4 tiles of level 0, 1 of level 1
-    spool_path = tmp_path / "spool"
-    index = {}
-    with open(spool_path, "w+b") as spool:
-        for level, r, c, data_ in tiles:
-            index[level, r, c] = (spool.tell(), len(data_))
-            spool.write(struct.pack("<I", len(data_)) + data_ + data_[-4:])
-        spool.flush()
-        assemble(tmp_path / "big.tif", shapes=level_shapes(width=1024, height=1024),
-                 index=index, spool=spool, main_tags=template_tags(grid, profile, None),
-                 bigtiff=True)
+    body, overviews = TileSpool(tmp_path / "body"), TileSpool(tmp_path / "ovr")
+    for level, r, c, data_ in tiles:
+        (body if level == 0 else overviews).append((level, r, c), data_)
+    assemble(tmp_path / "big.tif", shapes=level_shapes(width=1024, height=1024), body=body,
+             overviews=overviews, main_tags=template_tags(grid, profile, None), bigtiff=True)
+    overviews.close()
+    body.close()
     raw = (tmp_path / "big.tif").read_bytes()
     assert raw[:4] == b"II+\x00"
     with rasterio.open(tmp_path / "big.tif") as ds:
@@ -166,10 +175,59 @@ def test_assemble__bigtiff_and_gdal_block_leaders(tmp_path):
 
 def test_assemble__a_missing_tile_is_an_error_not_a_hole(tmp_path):
     grid, profile = _grid(600, 600), CogEncoding().profile("float32")
-    with open(tmp_path / "spool", "w+b") as spool, pytest.raises(RuntimeError, match="never"):
-        assemble(tmp_path / "x.tif", shapes=level_shapes(width=600, height=600), index={},
-                 spool=spool, main_tags=template_tags(grid, profile, None))
-    assert list(tmp_path.iterdir()) == [tmp_path / "spool"]  # nothing half-written
+    body, overviews = TileSpool(tmp_path / "body"), TileSpool(tmp_path / "ovr")
+    with pytest.raises(RuntimeError, match="never"):
+        assemble(tmp_path / "x.tif", shapes=level_shapes(width=600, height=600), body=body,
+                 overviews=overviews, main_tags=template_tags(grid, profile, None))
+    assert sorted(tmp_path.iterdir()) == [tmp_path / "body", tmp_path / "ovr"]  # nothing written
+    body.close()
+    overviews.close()
+
+
+def test_assemble__head_inserted_in_place_or_copied_gives_the_same_bytes(tmp_path):
+    """The level-0 tiles stay where they were spooled: the head is inserted in front of them
+    (ext4, XFS) -- same inode, no copy -- or, where a file system cannot, copied; same bytes."""
+    data = _values(1500, 1100)
+    grid, profile = _grid(1100, 1500), CogEncoding().profile("float32")
+    written = {}
+    for in_place in (True, False):
+        folder = tmp_path / str(in_place)
+        folder.mkdir()
+        body, overviews = TileSpool(folder / "body"), TileSpool(folder / "ovr")
+        for r in range(0, 1500, 1024):
+            for c in range(0, 1100, 1024):
+                tiles, _ = encode_levels(data[r:r + 1024, c:c + 1024], profile=profile,
+                                         level=0, row0=r, col0=c, count=2, last_level=2)
+                for level, tr, tc, data_ in tiles:
+                    (body if level == 0 else overviews).append((level, tr, tc), data_)
+        low = downsample(downsample(data, kind="float32"), kind="float32")
+        for level, tr, tc, data_ in encode_block(low, profile=profile, row0=0, col0=0, level=2):
+            overviews.append((level, tr, tc), data_)
+        inode = os.stat(body.path).st_ino
+        how = assemble(folder / "x.tif", shapes=level_shapes(width=1100, height=1500),
+                       body=body, overviews=overviews,
+                       main_tags=template_tags(grid, profile, None), in_place=in_place)
+        body.close()
+        overviews.close()
+        assert sorted(folder.iterdir()) == [folder / "x.tif"]
+        assert how == ("inserted" if in_place and _can_insert(tmp_path) else "copied")
+        assert (os.stat(folder / "x.tif").st_ino == inode) == (how == "inserted")
+        written[in_place] = (folder / "x.tif").read_bytes()
+        assert cog_validate(str(folder / "x.tif"))[0]
+        with rasterio.open(folder / "x.tif") as ds:
+            np.testing.assert_array_equal(ds.read(1), data)
+            assert ds.overviews(1) == [2, 4]
+    assert written[True] == written[False]
+
+
+def _can_insert(folder) -> bool:
+    """Whether `folder`'s file system inserts ranges (ext4, XFS: yes; tmpfs: no)."""
+    with open(folder / "probe", "w+b") as f:
+        f.write(bytes(8192))
+        f.flush()
+        supported = insert_range(f.fileno(), os.fstat(f.fileno()).st_blksize)
+    (folder / "probe").unlink()
+    return supported
 
 
 def test_level_shapes_and_tiled_levels():

@@ -98,7 +98,8 @@ class ObjectStoreIOManager(dg.ConfigurableIOManager):
                     f"pipeline/core/outputs.py, gives it to {producer_of(f.object_name)})")
             key = batch_key(batch_id, f.object_name)
             t0 = time.monotonic()
-            info = store.upload_file(bucket, key, f.path, content_type=_content_type(f.object_name))
+            info = store.upload_file(bucket, key, f.path, content_type=_content_type(f.object_name),
+                                     move=True)  # the run's own file, no longer needed
             store.invalidate(bucket, key)
             total += info.size
             published.append(key)

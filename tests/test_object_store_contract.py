@@ -182,6 +182,16 @@ class ObjectStoreContract:
         assert hashlib.sha256(small_parts_store.get_bytes(bucket, "b1/big.tif")).digest() == \
             hashlib.sha256(data).digest()
 
+    def test_upload_file__move_hands_the_file_over(self, store, bucket, tmp_path):
+        data = os.urandom(MiB + 7)
+        src = tmp_path / "moved.tif"
+        src.write_bytes(data)
+        store.put_bytes(bucket, "b1/moved.tif", b"old bytes")
+        info = store.upload_file(bucket, "b1/moved.tif", src, content_type="image/tiff", move=True)
+        assert not src.exists()
+        assert info.size == len(data) and info.etag == hashlib.md5(data).hexdigest()
+        assert store.get_bytes(bucket, "b1/moved.tif") == data
+
     def check_multipart_etag(self, etag: str, data: bytes) -> None:
         assert etag == hashlib.md5(data).hexdigest()
 
@@ -269,6 +279,26 @@ class TestLocalObjectStore(ObjectStoreContract):
         with pytest.raises(ObjectStoreError, match="other objects live under 'a/'"):
             store.put_bytes(bucket, "a", b"y")
         assert store.get_bytes(bucket, "a/b") == b"x"
+
+    def test_upload_file__move_renames_on_the_same_file_system_else_copies(self, store, bucket,
+                                                                            tmp_path):
+        src = tmp_path / "same.tif"
+        src.write_bytes(b"same file system")
+        inode = src.stat().st_ino
+        store.upload_file(bucket, "m/same.tif", src, move=True)
+        stored = store.root / bucket / "m" / "same.tif"
+        assert stored.stat().st_ino == inode and stored.stat().st_mode & 0o777 == 0o644
+        if Path("/dev/shm").is_dir() and os.stat("/dev/shm").st_dev != stored.stat().st_dev:
+            other = Path("/dev/shm") / f"moved-{os.getpid()}.tif"
+            other.write_bytes(b"another file system")
+            store.upload_file(bucket, "m/other.tif", other, move=True)
+            assert not other.exists()
+            assert store.get_bytes(bucket, "m/other.tif") == b"another file system"
+        refused = tmp_path / "refused.tif"
+        refused.write_bytes(b"kept")
+        with pytest.raises(ObjectStoreError):  # a key below an object: refused, file kept
+            store.upload_file(bucket, "m/same.tif/below", refused, move=True)
+        assert refused.read_bytes() == b"kept"
 
     def test_presigned_put__not_implemented_with_a_clear_message(self, store, bucket):
         with pytest.raises(NotImplementedError, match="MINIO_ENDPOINT_URL"):

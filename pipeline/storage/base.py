@@ -81,7 +81,9 @@ class ObjectStore(ABC):
 
     @abstractmethod
     def upload_file(self, bucket: str, key: str, path: Path, *,
-                    content_type: str | None = None) -> ObjectInfo: ...
+                    content_type: str | None = None, move: bool = False) -> ObjectInfo:
+        """Store the file at `path` as the object. With `move` the caller gives the file up: it
+        is gone afterwards (the local store renames it into place when it can, with no copy)."""
 
     @abstractmethod
     def presigned_get(self, bucket: str, key: str, *, expires_s: int) -> str: ...

@@ -21,6 +21,7 @@ signing key is random per store instance unless given, so URLs die with the proc
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
 import os
@@ -202,7 +203,7 @@ class LocalObjectStore(ObjectStore):
             _atomic_write(path, lambda dst: shutil.copyfileobj(src, dst, _CHUNK))
 
     # -- writing -----------------------------------------------------------------------------
-    def _put(self, bucket: str, key: str, fill) -> ObjectInfo:
+    def _put(self, bucket: str, key: str, fill, *, source: Path | None = None) -> ObjectInfo:
         path = self._path(bucket, key)
         staging = self.root / ".staging"
         staging.mkdir(parents=True, exist_ok=True)
@@ -216,7 +217,8 @@ class LocalObjectStore(ObjectStore):
                                    f"other objects live under '{key}/'; the local store cannot "
                                    "hold both")
         try:
-            _atomic_write(path, fill, staging=staging)
+            if source is None or not _move_into_place(source, path):
+                _atomic_write(path, fill, staging=staging)
         except (IsADirectoryError, NotADirectoryError) as err:  # lost a race with another writer
             raise ObjectStoreError(f"cannot store {key!r} in bucket {bucket!r} of the local store: "
                                    "it is both an object and a prefix of other objects") from err
@@ -227,9 +229,15 @@ class LocalObjectStore(ObjectStore):
         return self._put(bucket, key, lambda dst: dst.write(data))
 
     def upload_file(self, bucket: str, key: str, path: Path, *,
-                    content_type: str | None = None) -> ObjectInfo:
+                    content_type: str | None = None, move: bool = False) -> ObjectInfo:
+        """A copy into a temp file, fsync'd, renamed into place; with `move`, a rename of `path`
+        itself (fsync'd first) where it is on the store's file system -- no copy of the bytes."""
         with Path(path).open("rb") as src:
-            return self._put(bucket, key, lambda dst: shutil.copyfileobj(src, dst, _CHUNK))
+            info = self._put(bucket, key, lambda dst: shutil.copyfileobj(src, dst, _CHUNK),
+                             source=Path(path) if move else None)
+        if move:
+            Path(path).unlink(missing_ok=True)
+        return info
 
     def delete(self, bucket: str, key: str) -> None:
         path = self._path(bucket, key)
@@ -311,6 +319,23 @@ class LocalObjectStore(ObjectStore):
 
     def invalidate(self, bucket: str, key: str) -> None:
         """Nothing to do: GDAL does not cache local files across opens, and writes replace inodes."""
+
+
+def _move_into_place(source: Path, path: Path) -> bool:
+    """Rename `source` onto `path` after an fsync (readable by all, as written objects are);
+    False, leaving `source` as it was, when they are on different file systems."""
+    if os.stat(source).st_dev != os.stat(path.parent).st_dev:
+        return False
+    with source.open("rb+") as f:
+        os.fchmod(f.fileno(), 0o644)
+        os.fsync(f.fileno())
+    try:
+        os.replace(source, path)
+    except OSError as err:
+        if err.errno == errno.EXDEV:
+            return False
+        raise
+    return True
 
 
 def _atomic_write(path: Path, fill, *, staging: Path | None = None) -> None:

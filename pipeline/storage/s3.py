@@ -191,15 +191,19 @@ class S3ObjectStore(ObjectStore):
         return self._head_after_write(bucket, key)
 
     def upload_file(self, bucket: str, key: str, path: Path, *,
-                    content_type: str | None = None) -> ObjectInfo:
+                    content_type: str | None = None, move: bool = False) -> ObjectInfo:
         """Single PUT below the multipart threshold, parallel parts above it; every request
-        carries a CRC32 checksum (botocore's flexible checksums) that the server verifies."""
+        carries a CRC32 checksum (botocore's flexible checksums) that the server verifies.
+        With `move` the file is removed once the object is stored."""
         extra = {"ContentType": content_type} if content_type else {}
         try:
             self.client.upload_file(str(path), bucket, key, ExtraArgs=extra, Config=self._transfer)
         except Exception as err:
             raise self._translate(err, "upload", bucket, key) from err
-        return self._head_after_write(bucket, key)
+        info = self._head_after_write(bucket, key)
+        if move:
+            Path(path).unlink(missing_ok=True)
+        return info
 
     def _head_after_write(self, bucket: str, key: str) -> ObjectInfo:
         info = self.head(bucket, key)

@@ -10,9 +10,9 @@ window's COG tiles, of level 0 and of the overview levels the window covers whol
 encoders (`pipeline.core.cog_tiles`), so the encode -- most of the cost (bench/RESULTS.md) --
 runs where the window was computed, in parallel with the other windows. Only compressed tiles
 (and a small block of the next overview level) travel back; THIS process spools them into a
-`CogBuilder` per output. Workers need nothing but the inputs (object-store reads): no disk is
-shared between processes (DESIGN.md §5), and memory is bounded by the windows in flight, not by
-the image. `publish` then encodes the small low overview levels and assembles every COG (and a
+`CogBuilder` per output (level 0 straight into the file that becomes the COG). Workers need
+nothing but the inputs (object-store reads): no disk is shared between processes (DESIGN.md §5),
+and memory is bounded by the windows in flight, not by the image. `publish` then encodes the small low overview levels and assembles every COG (and a
 PNG preview per heatmap).
 """
 

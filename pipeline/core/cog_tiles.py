@@ -117,13 +117,13 @@ def encode_block(block: np.ndarray, *, profile: CogProfile, row0: int, col0: int
                       nodata=profile.nodata, transform=_PLACEHOLDER,
                       **gtiff_options(profile)) as ds:
             ds.write(block, 1)
-        with mem.open() as ds:
-            spans = [(r, c, int(ds.get_tag_item(f"BLOCK_OFFSET_{c}_{r}", "TIFF", bidx=1)),
-                      int(ds.get_tag_item(f"BLOCK_SIZE_{c}_{r}", "TIFF", bidx=1)))
-                     for r in range(math.ceil(h / TILE)) for c in range(math.ceil(w / TILE))]
         buf = mem.getbuffer()
-        return [(level, row0 // TILE + r, col0 // TILE + c, bytes(buf[o:o + n]))
-                for r, c, o, n in spans]
+        tags = tiff.read_first_ifd(buf)  # the tiles' places, without opening the file again
+        across = math.ceil(w / TILE)
+        spans = zip(tags[tiff.TILE_OFFSETS].values(), tags[tiff.TILE_BYTE_COUNTS].values(),
+                    strict=True)
+        return [(level, row0 // TILE + i // across, col0 // TILE + i % across, bytes(buf[o:o + n]))
+                for i, (o, n) in enumerate(spans)]
 
 
 def encode_levels(block: np.ndarray, *, profile: CogProfile, level: int, row0: int, col0: int,

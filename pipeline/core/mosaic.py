@@ -258,12 +258,11 @@ def _read_tile_bands(tiles: tuple[_Tile, ...], grid: tuple, rows: tuple[int, int
     (r0, r1), (c0, c1) = rows, cols
     first = tiles[0]
     indexes = [t.band for t in tiles]
-    empty = [np.full((r1 - r0, c1 - c0), np.nan, dtype=_F32) for _ in tiles]
     with rasterio.Env(**dict(first.gdal_options)), warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with rasterio.open(first.path) as ds:
             if first.placement is not None:
-                return _read_placed(ds, tiles, rows, cols, empty)
+                return _read_placed(ds, tiles, rows, cols)
             crs_wkt, transform, width, height = grid
             with WarpedVRT(ds, crs=CRS.from_wkt(crs_wkt), transform=Affine(*transform),
                            width=width, height=height, resampling=Resampling.bilinear,
@@ -273,8 +272,8 @@ def _read_tile_bands(tiles: tuple[_Tile, ...], grid: tuple, rows: tuple[int, int
                 return list(data)
 
 
-def _read_placed(ds, tiles: tuple[_Tile, ...], rows: tuple[int, int], cols: tuple[int, int],
-                 out: list[np.ndarray]) -> list[np.ndarray]:
+def _read_placed(ds, tiles: tuple[_Tile, ...], rows: tuple[int, int],
+                 cols: tuple[int, int]) -> list[np.ndarray]:
     """Pixels of a tile whose centres are on the grid, copied without resampling.
 
     The grid window's pixels map to a rectangle of tile pixels; that rectangle is read in one call
@@ -290,17 +289,21 @@ def _read_placed(ds, tiles: tuple[_Tile, ...], rows: tuple[int, int], cols: tupl
     tc, tr = np.broadcast_to(tc, (r1 - r0, c1 - c0)), np.broadcast_to(tr, (r1 - r0, c1 - c0))
     inside = (tc >= 0) & (tc < ds.width) & (tr >= 0) & (tr < ds.height)
     if not inside.any():
-        return out
+        return [np.full((r1 - r0, c1 - c0), np.nan, dtype=_F32) for _ in tiles]
     tc0, tc1 = int(tc[inside].min()), int(tc[inside].max()) + 1
     tr0, tr1 = int(tr[inside].min()), int(tr[inside].max()) + 1
     window = Window(tc0, tr0, tc1 - tc0, tr1 - tr0)
-    data = ds.read([t.band for t in tiles], window=window).astype(_F32)
+    data = ds.read([t.band for t in tiles], window=window, out_dtype=_F32)
     if first.nodata is not None:
         data[data == _F32(first.nodata)] = np.nan
     if first.alpha is not None:
         data[:, ds.read(first.alpha, window=window) == 0] = np.nan
-    if (a, b, d, e) == (1, 0, 0, 1):  # north-up: a slice
-        sr, sc = tr0 - f - r0, tc0 - c - c0  # window origin in the block
+    north_up = (a, b, d, e) == (1, 0, 0, 1)
+    sr, sc = tr0 - f - r0, tc0 - c - c0  # north-up: the read's origin in the block
+    if north_up and (sr, sc) == (0, 0) and data.shape[1:] == (r1 - r0, c1 - c0):
+        return list(data)  # the whole window inside the tile: no copy
+    out = [np.full((r1 - r0, c1 - c0), np.nan, dtype=_F32) for _ in tiles]
+    if north_up:  # a slice
         for block, band in zip(out, data, strict=True):
             block[sr:sr + band.shape[0], sc:sc + band.shape[1]] = band
         return out

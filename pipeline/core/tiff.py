@@ -32,9 +32,15 @@ class Tag:
         fmt = {SHORT: "H", LONG: "I", LONG8: "Q"}[type_]
         return cls(type_, len(values), struct.pack(f"<{len(values)}{fmt}", *values))
 
+    def values(self) -> tuple[int, ...]:
+        """The integers of a SHORT, LONG or LONG8 tag."""
+        fmt = {SHORT: "H", LONG: "I", LONG8: "Q"}[self.type]
+        return struct.unpack(f"<{self.count}{fmt}", self.data)
+
 
 def read_first_ifd(buf: bytes) -> dict[int, Tag]:
     """The tags of the first IFD of the TIFF (classic or BigTIFF) in `buf`."""
+    buf = memoryview(buf).cast("B")
     if buf[:2] != b"II":
         raise ValueError("only little-endian TIFF is supported")
     version = struct.unpack_from("<H", buf, 2)[0]

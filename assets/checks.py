@@ -6,6 +6,7 @@ import rasterio
 from assets.failures import final_check
 from pipeline.core.analysis import IndexAnalysis, ThermalAnalysis
 from pipeline.core.mgmt_analysis import ManagementZonesAnalysis
+from pipeline.core.mgmt_zones import polygon_area_tolerance
 from pipeline.core.thermal_check import PLAUSIBLE_C
 from pipeline.partitions import imagery_batches
 from resources.indices import IndexRegistryResource
@@ -153,7 +154,7 @@ MZ_AREA_TOLERANCE = 0.01
                 additional_ins={"index_statistics": dg.AssetIn("index_statistics")},
                 description="The management-zone classes and features sum to the zoning "
                             "index's valid area (to rounding), the zone polygons' areas within "
-                            "1 %.")
+                            "1 % (on small scenes, half a working cell along the outline).")
 def management_zones_conserve_area(context: dg.AssetCheckExecutionContext,
                                    management_zone_statistics: ManagementZonesAnalysis | None,
                                    index_statistics: IndexAnalysis | None) -> dg.AssetCheckResult:
@@ -168,16 +169,22 @@ def management_zones_conserve_area(context: dg.AssetCheckExecutionContext,
     errors = {name: abs(value - valid) / valid if valid else float(value > 0)
               for name, value in (("classes", classes), ("features", parts),
                                   ("polygons", polygons))}
+    cell = mz.factor * abs(index_statistics.grid.transform.a)  # a working cell's side (north-up)
     tolerances = {"classes": MZ_PIXEL_AREA_TOLERANCE, "features": MZ_PIXEL_AREA_TOLERANCE,
                   "polygons": MZ_PIXEL_AREA_TOLERANCE if _geographic(index_statistics)
-                  else MZ_AREA_TOLERANCE}  # geographic: polygons are the features' areas
+                  else polygon_area_tolerance(geometries=[p.geometry for p in mz.parts],
+                                              valid_area=valid, cell=cell,
+                                              relative=MZ_AREA_TOLERANCE)}
+    # geographic: polygons are the features' areas; projected: 1 %, or the outline's cells on
+    # small scenes (pipeline.core.mgmt_zones.polygon_area_tolerance)
     return final_check(context, dg.AssetCheckResult(
         passed=all(e <= tolerances[name] for name, e in errors.items()),
         metadata={"valid_area_m2": valid, "classes_area_m2": classes, "features_area_m2": parts,
                   "polygons_area_m2": float(polygons),
                   "relative_errors": dg.MetadataValue.json(
                       {k: round(v, 6) for k, v in errors.items()}),
-                  "tolerances": dg.MetadataValue.json(tolerances)}))
+                  "tolerances": dg.MetadataValue.json(
+                      {k: round(v, 6) for k, v in tolerances.items()})}))
 
 
 def _geographic(indices: IndexAnalysis) -> bool:

@@ -340,6 +340,19 @@ def simplify_coverage(geometries: Sequence[BaseGeometry], *, tolerance: float,
     return list(simplified), tolerance, vertices
 
 
+def polygon_area_tolerance(*, geometries: Sequence[BaseGeometry], valid_area: float,
+                           cell: float, relative: float = 0.01) -> float:
+    """How far (relative) the zone polygons' total area may be from the valid pixels' area. The
+    polygons are working cells of side `cell`, a cell drawn when at least half its pixels are
+    valid, so each cell along the coverage's outline may gain or lose up to half a cell:
+    outline × cell / 2 in all. The larger of that and `relative` (which binds for fields of more
+    than ~200 cells across; small scenes have few cells and a long outline for their area)."""
+    if valid_area <= 0 or not geometries:
+        return relative
+    outline = shapely.union_all(np.asarray(list(geometries), dtype=object)).length
+    return max(relative, outline * cell / 2 / valid_area)
+
+
 def _class_minority_cells(*, cells: np.ndarray, minority: np.ndarray, fields: np.ndarray,
                           own: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Classes for the cells holding fewer than half valid pixels (field edges, no-data streaks),

@@ -19,7 +19,12 @@ from rasterio.transform import from_origin
 from shapely.geometry import box, shape
 
 from pipeline.core import zone_outputs
-from pipeline.core.mgmt_zones import fisher_jenks, merge_small_parts, zonate
+from pipeline.core.mgmt_zones import (
+    fisher_jenks,
+    merge_small_parts,
+    polygon_area_tolerance,
+    zonate,
+)
 
 X0, Y0 = 500_000.0, 5_300_000.0
 CRS = "EPSG:32633"
@@ -421,3 +426,15 @@ def test_zonate__raster_features_and_polygons_agree_on_a_ragged_field(tmp_path: 
         assert all(not p.geometry.is_empty for p in features)
     if with_fields:
         assert {p.field for p in z.parts} <= {"West", "East", None}
+
+
+def test_polygon_area_tolerance__half_a_cell_along_the_outline_or_one_percent() -> None:
+    cell = 2.0
+    small = [box(0, 0, 10 * cell, 5 * cell), box(10 * cell, 0, 20 * cell, 5 * cell)]  # 20 x 5 cells
+    outline = 2 * (20 + 5) * cell  # the union's outline; the shared edge is not counted
+    area = 100 * cell**2
+    assert polygon_area_tolerance(geometries=small, valid_area=area, cell=cell) == \
+        pytest.approx(outline * cell / 2 / area)  # 0.25: 50 outline cells, half a cell each
+    big = [box(0, 0, 1000 * cell, 1000 * cell)]  # 4000 outline cells of 1e6: 0.2 % < 1 %
+    assert polygon_area_tolerance(geometries=big, valid_area=1e6 * cell**2, cell=cell) == 0.01
+    assert polygon_area_tolerance(geometries=[], valid_area=0.0, cell=cell) == 0.01

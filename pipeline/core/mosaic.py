@@ -189,13 +189,16 @@ def _first_valid(shape: tuple[int, int],
     """The mosaic rule: each pixel takes the first valid value of the tiles' values in order,
     scaled (float32, NaN where none is valid). `layers` is consumed only until every pixel is
     valid, so a generator that reads lazily reads no tile it does not need."""
-    out = np.full(shape, np.nan, dtype=_F32)
+    out = None
     for tile, values in layers:
-        hole = np.isnan(out)
-        out[hole] = _scaled(values, tile)[hole]
+        if out is None:  # the first tile: every pixel is still a hole
+            out = _scaled(values, tile)
+        else:
+            hole = np.isnan(out)
+            out[hole] = _scaled(values, tile)[hole]
         if not np.isnan(out).any():
             break
-    return out
+    return np.full(shape, np.nan, dtype=_F32) if out is None else out
 
 
 def _band_block(tiles: tuple[_Tile, ...], grid: tuple, block_info=None) -> np.ndarray:

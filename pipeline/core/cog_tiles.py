@@ -33,6 +33,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import ctypes
 import errno
+import functools
 import math
 import os
 import struct
@@ -52,6 +53,7 @@ from pipeline.core.ramps import Scale, gdal_colormap
 
 Tiles = list[tuple[int, int, int, bytes]]  # (level, tile row, tile column, compressed bytes)
 LOW_WINDOW = 1024  # windows the run worker encodes its low levels in (2 levels each)
+ALIGN = 4096  # level 0 starts on a multiple of it: the block of ext4 and XFS, whatever the disk
 _GEO_TAGS = (33550, 33922, 34264, 34735, 34736, 34737, 42112)  # + GDAL_METADATA: main IFD only
 _STRUCTURE = (254, 256, 257, 273, 278, 279, 324, 325)
 _GHOST = ("LAYOUT=IFDS_BEFORE_DATA\nBLOCK_LEADER=SIZE_AS_UINT4\n"
@@ -283,7 +285,7 @@ def assemble(dst: Path, *, shapes: Sequence[tuple[int, int]], body: TileSpool,
              overviews: TileSpool, main_tags: dict[int, tiff.Tag], bigtiff: bool | None = None,
              in_place: bool = True) -> str:
     """Write the COG `dst`: header, structural metadata, IFDs of every level, the overview tiles
-    (smallest overview first, row-major), zeros up to a multiple of the file system's block,
+    (smallest overview first, row-major), zeros up to a multiple of ALIGN (4096),
     then `body` -- the level-0 tiles as they were spooled, each with GDAL's size leader and
     trailer. BigTIFF when the file would pass 4 GiB (`bigtiff` None), or as `bigtiff` says.
     With `in_place`, the head is inserted in front of the body's file, which is then renamed
@@ -291,7 +293,8 @@ def assemble(dst: Path, *, shapes: Sequence[tuple[int, int]], body: TileSpool,
     are copied into a new file. Returns "inserted" or "copied"."""
     order, missing = [], []  # per level (0 first): the tile keys in file order
     for level, (h, w) in enumerate(shapes):
-        keys = [(level, r, c) for r in range(math.ceil(h / TILE)) for c in range(math.ceil(w / TILE))]
+        keys = [(level, r, c) for r in range(math.ceil(h / TILE))
+                for c in range(math.ceil(w / TILE))]
         spool = body if level == 0 else overviews
         missing += [k for k in keys if k not in spool.index]
         order.append(keys)
@@ -302,7 +305,6 @@ def assemble(dst: Path, *, shapes: Sequence[tuple[int, int]], body: TileSpool,
         raise RuntimeError(f"{dst.name}: tiles outside the image's levels were spooled")
     body.file.flush()
     overviews.file.flush()
-    block = max(512, os.fstat(body.file.fileno()).st_blksize)
     ovr_tags = {k: v for k, v in main_tags.items() if k not in _GEO_TAGS}
     ovr_tags[tiff.NEW_SUBFILE_TYPE] = tiff.Tag.ints(tiff.LONG, [1])
 
@@ -315,7 +317,8 @@ def assemble(dst: Path, *, shapes: Sequence[tuple[int, int]], body: TileSpool,
             tags[tiff.IMAGE_LENGTH] = tiff.Tag.ints(tiff.LONG, [h])
             tags[tiff.TILE_OFFSETS] = tiff.Tag.ints(tiff.LONG8 if big else tiff.LONG,
                                                     offsets[level] if offsets else [0] * len(keys))
-            tags[tiff.TILE_BYTE_COUNTS] = tiff.Tag.ints(tiff.LONG, [spool.index[k][1] for k in keys])
+            tags[tiff.TILE_BYTE_COUNTS] = tiff.Tag.ints(tiff.LONG,
+                                                        [spool.index[k][1] for k in keys])
             out.append(tags)
         return out
 
@@ -323,7 +326,7 @@ def assemble(dst: Path, *, shapes: Sequence[tuple[int, int]], body: TileSpool,
         """(bytes before the first IFD, each IFD's size, where the body starts)."""
         head = len(tiff.header(big=big, first_ifd=0)) + len(GHOST)
         sizes = [tiff.ifd_size(t, big=big) for t in ifds(big, None)]
-        return head, sizes, -(-(head + sum(sizes) + overviews.size) // block) * block
+        return head, sizes, -(-(head + sum(sizes) + overviews.size) // ALIGN) * ALIGN
 
     big = layout(False)[2] + body.size >= 2**32 if bigtiff is None else bigtiff
     head, sizes, body_at = layout(big)
@@ -332,7 +335,7 @@ def assemble(dst: Path, *, shapes: Sequence[tuple[int, int]], body: TileSpool,
     ovr_at = pos
     for level in reversed(range(1, len(shapes))):  # smallest overview first, row-major
         for k in order[level]:
-            start, n = overviews.index[k]
+            n = overviews.index[k][1]
             offsets[level].append(pos + 4)
             pos += n + 8
     offsets[0] = [body_at + body.index[k][0] + 4 for k in order[0]]
@@ -386,15 +389,25 @@ def assemble(dst: Path, *, shapes: Sequence[tuple[int, int]], body: TileSpool,
 _FALLOC_FL_INSERT_RANGE = 0x20
 
 
+@functools.cache
+def _fallocate():
+    """glibc's fallocate64 (64-bit offsets on every platform), or None."""
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).fallocate64
+    except (OSError, AttributeError):  # pragma: no cover - not glibc/Linux
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    return fn
+
+
 def insert_range(fd: int, n: int) -> bool:
     """Insert `n` bytes (a multiple of the file system's block) of hole at the start of `fd`,
-    shifting its bytes without copying them; False where the file system or platform cannot."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fallocate = libc.fallocate
-    except (OSError, AttributeError):  # pragma: no cover - not glibc/Linux
+    shifting its bytes without copying them; False where the file system or platform cannot.
+    ext4 and XFS first write the file's dirty pages back (the bulk of the COG reaches the disk
+    here, once, instead of in a copy)."""
+    fallocate = _fallocate()
+    if fallocate is None:  # pragma: no cover
         return False
-    fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
     if fallocate(fd, _FALLOC_FL_INSERT_RANGE, 0, n) == 0:
         return True
     err = ctypes.get_errno()

@@ -12,8 +12,8 @@ runs where the window was computed, in parallel with the other windows. Only com
 (and a small block of the next overview level) travel back; THIS process spools them into a
 `CogBuilder` per output (level 0 straight into the file that becomes the COG). Workers need
 nothing but the inputs (object-store reads): no disk is shared between processes (DESIGN.md §5),
-and memory is bounded by the windows in flight, not by the image. `publish` then encodes the small low overview levels and assembles every COG (and a
-PNG preview per heatmap).
+and memory is bounded by the windows in flight, not by the image. `publish` then encodes the
+small low overview levels and assembles every COG (and a PNG preview per heatmap).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from pipeline.core.ramps import Scale
 Log = Callable[[str], None]
 PROGRESS_EVERY_S = 5.0
 IN_FLIGHT_PER_THREAD = 2
+HOLD_MAX_BYTES = 256 << 20  # compressed tiles of windows that finished ahead of an older one
 # GDAL's block cache while a window reads its inputs. Each input block is decoded for one window
 # only, so a cache buys nothing; GDAL's default (5 % of RAM) let the run worker's RSS grow by the
 # decoded input, ~+150 MB over a run at 8192² (bench/RESULTS.md).
@@ -197,16 +198,19 @@ def run_windows(kernel: WindowKernel, *, grid: GridSpec, chunks: int, workdir: P
     log(f"{label}: {len(todo)} window(s) of {chunks}² over {grid.width} × {grid.height} "
         f"({total_px / 1e6:.1f} MP) on {where}")
     try:
-        # Tables are summed in window order (float sums do not commute bit for bit), so the
-        # statistics are the same on any scheduler; submission stays within a bounded distance
-        # of the oldest unsummed window, which bounds the tables held back.
+        # Results are taken in window order: tables (float sums do not commute bit for bit) and
+        # tiles (the COG's bytes follow the order tiles are spooled), so statistics and files
+        # are the same on any scheduler, run after run. Submission stays within a bounded
+        # distance of the oldest window not yet taken, and stops while the tiles held back
+        # pass HOLD_MAX_BYTES, which bounds what waits for a slow window.
         pending: dict[cf.Future, int] = {}
-        held: dict[int, dict[str, np.ndarray]] = {}
+        held: dict[int, tuple[dict, dict[str, np.ndarray], int]] = {}
+        held_bytes = 0
         limit = max(1, IN_FLIGHT_PER_THREAD * threads)
         submitted = summed = 0
         while summed < len(todo):
             while (submitted < len(todo) and len(pending) < limit
-                   and submitted < summed + 4 * limit):
+                   and submitted < summed + 4 * limit and held_bytes < HOLD_MAX_BYTES):
                 rows, cols = todo[submitted]
                 pending[executor.submit(_run_window, kernel, rows, cols, profiles, levels,
                                         last_level)] = submitted
@@ -214,17 +218,24 @@ def run_windows(kernel: WindowKernel, *, grid: GridSpec, chunks: int, workdir: P
             finished, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
             for future in finished:
                 i = pending.pop(future)
+                encoded, table = future.result()
+                size = sum(len(t[3]) for tiles, _ in encoded.values() for t in tiles)
+                held[i] = (encoded, table, size)
+                held_bytes += size
                 rows, cols = todo[i]
-                encoded, held[i] = future.result()
-                for name, (tiles, low) in encoded.items():
-                    builders[name].add(tiles, low, rows=rows, cols=cols)
                 done += 1
-                if done % TRIM_EVERY == 0:
-                    _release_freed_memory()
                 done_px += (rows[1] - rows[0]) * (cols[1] - cols[0])
             while summed in held:
-                tables = combine_tables(tables, held.pop(summed))
+                encoded, table, size = held.pop(summed)
+                rows, cols = todo[summed]
+                for name, (tiles, low) in encoded.items():
+                    builders[name].add(tiles, low, rows=rows, cols=cols)
+                del encoded
+                held_bytes -= size
+                tables = combine_tables(tables, table)
                 summed += 1
+                if summed % TRIM_EVERY == 0:
+                    _release_freed_memory()
             now = time.monotonic()
             if now - last >= PROGRESS_EVERY_S and done < len(todo):
                 last = now

@@ -26,10 +26,11 @@ import hashlib
 import hmac
 import os
 import secrets
-import time
 import shutil
+import stat
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -324,11 +325,15 @@ class LocalObjectStore(ObjectStore):
 def _move_into_place(source: Path, path: Path) -> bool:
     """Rename `source` onto `path` after an fsync (readable by all, as written objects are);
     False, leaving `source` as it was, when they are on different file systems."""
-    if os.stat(source).st_dev != os.stat(path.parent).st_dev:
-        return False
-    with source.open("rb+") as f:
-        os.fchmod(f.fileno(), 0o644)
-        os.fsync(f.fileno())
+    st = os.lstat(source)
+    if not stat.S_ISREG(st.st_mode) or st.st_dev != os.stat(path.parent).st_dev:
+        return False  # a link or another file system: copy
+    fd = os.open(source, os.O_RDONLY)
+    try:
+        os.fchmod(fd, 0o644)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     try:
         os.replace(source, path)
     except OSError as err:

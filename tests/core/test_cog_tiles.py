@@ -18,11 +18,11 @@ from pipeline.core.cog import CogEncoding, GridSpec, translate_to_cog
 from pipeline.core.cog_tiles import (
     CogBuilder,
     TileSpool,
-    insert_range,
     assemble,
     downsample,
     encode_block,
     encode_levels,
+    insert_range,
     level_shapes,
     template_tags,
     tiled_levels,

@@ -154,3 +154,32 @@ def test_run_windows__a_builder_that_fails_to_open_leaves_no_file_open(tmp_path)
     assert "no-such-ramp" in str(error)
     assert (tmp_path / "v_heatmap.level0.stage.tif").exists()  # GDAL created it, then failed
     assert _open_files_under(tmp_path) == []
+
+
+@dataclass(frozen=True)
+class SlowFirst(Ramp):
+    """Ramp whose windows finish in reverse order on threads: each waits longer the earlier it
+    is in the grid (`reverse`), or not at all."""
+
+    reverse: bool = True
+
+    def window(self, rows, cols):
+        if self.reverse:
+            import time
+            time.sleep(0.05 * (self.grid.height - rows[0]) / 1024
+                       + 0.02 * (self.grid.width - cols[0]) / 1024)
+        return super().window(rows, cols)
+
+
+def test_run_windows__same_bytes_whatever_order_windows_finish(tmp_path):
+    """The COGs' bytes follow window order, not completion order: a re-run is byte-identical."""
+    digests = []
+    for reverse in (True, False):
+        kernel = SlowFirst(grid=BIG, reverse=reverse)
+        with dask.config.set(scheduler="threads", num_workers=2):
+            _, builders = run_windows(kernel, grid=BIG, chunks=1024,
+                                      workdir=tmp_path / str(reverse), encoding=CogEncoding(),
+                                      label="order", log=lambda _: None)
+        files = publish(builders, log=lambda _: None)
+        digests.append({f.object_name: f.path.read_bytes() for f in files})
+    assert digests[0].keys() == digests[1].keys() and digests[0] == digests[1]

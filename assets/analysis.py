@@ -85,9 +85,11 @@ _BUILTIN_SPECS = _index_specs(BUILTIN_REGISTRY)
 
 
 @contextmanager
-def _workdir(batch_id: str):
-    """This process's own temporary folder for the stages and COGs of one asset."""
-    with tempfile.TemporaryDirectory(prefix=f"{batch_id}-") as tmp:
+def _workdir(batch_id: str, object_store: ObjectStoreResource):
+    """This process's own temporary folder for the stages and COGs of one asset: on the store's
+    file system when the store has one (the local store renames the COGs in, no copy)."""
+    scratch = object_store.store().scratch_dir()
+    with tempfile.TemporaryDirectory(prefix=f"{batch_id}-", dir=scratch) as tmp:
         yield Path(tmp)
 
 
@@ -194,7 +196,7 @@ def _engine_pass(context, batch: ValidatedBatch, object_store: ObjectStoreResour
     with decided_by_error_kind(context, batch.batch_id), \
             _withdrawn_if_refused(context, batch, object_store):
         zones = _zones(batch, object_store)
-        with _workdir(batch.batch_id) as workdir:
+        with _workdir(batch.batch_id, object_store) as workdir:
             with dask_resource.session() as scheduler:
                 context.log.info(f"Batch {batch.batch_id}: {what} on {scheduler}")
                 result = analyse(workdir=workdir, zones=zones)

@@ -54,7 +54,7 @@ def management_zones(
     with decided_by_error_kind(context, batch.batch_id):
         zones = _zones(batch, object_store)
         source = index_rasters.objects[object_name("{index}.tif", index)]
-        with _workdir(batch.batch_id) as workdir:
+        with _workdir(batch.batch_id, object_store) as workdir:
             result = analyse_management_zones(
                 index_path=source.gdal_path, index=index,
                 gdal_options=index_rasters.gdal_options, classes=zoning.classes,

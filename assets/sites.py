@@ -164,7 +164,7 @@ def site_change(
                     if zones_bytes
                     else []
                 )
-                with _workdir(f"{batch.batch_id}-change") as workdir:
+                with _workdir(f"{batch.batch_id}-change", object_store) as workdir:
                     with dask_resource.session() as scheduler:
                         context.log.info(
                             f"Batch {batch.batch_id}: change since {previous.batch_id} "

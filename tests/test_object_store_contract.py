@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -299,6 +300,17 @@ class TestLocalObjectStore(ObjectStoreContract):
         with pytest.raises(ObjectStoreError):  # a key below an object: refused, file kept
             store.upload_file(bucket, "m/same.tif/below", refused, move=True)
         assert refused.read_bytes() == b"kept"
+
+    def test_scratch_dir__on_the_store_s_disk_so_a_move_is_a_rename(self, store, bucket):
+        scratch = store.scratch_dir()
+        assert scratch.parent == store.root and bucket not in scratch.name
+        work = Path(tempfile.mkdtemp(dir=scratch))
+        (work / "cog.tif").write_bytes(b"tiles")
+        inode = (work / "cog.tif").stat().st_ino
+        store.upload_file(bucket, "w/cog.tif", work / "cog.tif", move=True)
+        assert (store.root / bucket / "w" / "cog.tif").stat().st_ino == inode
+        work.rmdir()
+        assert [o.key for o in store.list_objects(bucket)] == ["w/cog.tif"]
 
     def test_presigned_put__not_implemented_with_a_clear_message(self, store, bucket):
         with pytest.raises(NotImplementedError, match="MINIO_ENDPOINT_URL"):

@@ -85,6 +85,11 @@ class ObjectStore(ABC):
         """Store the file at `path` as the object. With `move` the caller gives the file up: it
         is gone afterwards (the local store renames it into place when it can, with no copy)."""
 
+    def scratch_dir(self) -> Path | None:
+        """A folder on the store's own file system for a run's temporary files, which
+        `upload_file(move=True)` can then rename into place; None: the system's temp folder."""
+        return None
+
     @abstractmethod
     def presigned_get(self, bucket: str, key: str, *, expires_s: int) -> str: ...
 

@@ -240,6 +240,13 @@ class LocalObjectStore(ObjectStore):
             Path(path).unlink(missing_ok=True)
         return info
 
+    def scratch_dir(self) -> Path:
+        """`<root>/.staging` (no bucket name starts with a dot): outputs written there are renamed
+        into the store, and they are on the store's disk, not on a RAM-backed /tmp."""
+        staging = self.root / ".staging"
+        staging.mkdir(parents=True, exist_ok=True)
+        return staging
+
     def delete(self, bucket: str, key: str) -> None:
         path = self._path(bucket, key)
         try:

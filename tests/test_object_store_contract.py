@@ -312,6 +312,21 @@ class TestLocalObjectStore(ObjectStoreContract):
         work.rmdir()
         assert [o.key for o in store.list_objects(bucket)] == ["w/cog.tif"]
 
+    def test_scratch_dir__what_a_killed_run_left_is_removed_after_a_day(self, store):
+        scratch = store.scratch_dir()
+        old_dir, old_part = scratch / "b1-killed", scratch / ".part-killed"
+        old_dir.mkdir()
+        (old_dir / "ndvi.tif").write_bytes(b"half")
+        old_part.write_bytes(b"half")
+        fresh = scratch / "b2-running"  # created two days ago, its spool still growing
+        fresh.mkdir()
+        (fresh / "ndvi.tiles").write_bytes(b"tiles")
+        two_days_ago = time.time() - 2 * 86400
+        for path in (old_dir / "ndvi.tif", old_dir, old_part, fresh):
+            os.utime(path, (two_days_ago, two_days_ago))
+        assert store.scratch_dir() == scratch
+        assert sorted(p.name for p in scratch.iterdir()) == ["b2-running"]
+
     def test_presigned_put__not_implemented_with_a_clear_message(self, store, bucket):
         with pytest.raises(NotImplementedError, match="MINIO_ENDPOINT_URL"):
             store.presigned_put(bucket, "k", expires_s=60)

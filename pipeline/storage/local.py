@@ -67,6 +67,9 @@ def _decimal(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
+STALE_SCRATCH_S = 24 * 3600  # a run's work folder untouched this long belongs to no live run
+
+
 class LocalObjectStore(ObjectStore):
     def __init__(self, *, root: Path, upload_endpoint: str | None = None,
                  signing_key: bytes | None = None) -> None:
@@ -242,9 +245,21 @@ class LocalObjectStore(ObjectStore):
 
     def scratch_dir(self) -> Path:
         """`<root>/.staging` (no bucket name starts with a dot): outputs written there are renamed
-        into the store, and they are on the store's disk, not on a RAM-backed /tmp."""
+        into the store, and they are on the store's disk, not on a RAM-backed /tmp. What a killed
+        process left there (untouched for STALE_SCRATCH_S) is removed first."""
         staging = self.root / ".staging"
         staging.mkdir(parents=True, exist_ok=True)
+        cutoff = time.time() - STALE_SCRATCH_S
+        for entry in os.scandir(staging):
+            try:
+                if _last_touched(entry) >= cutoff:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    os.unlink(entry.path)
+            except OSError:
+                continue  # another process removed it first
         return staging
 
     def delete(self, bucket: str, key: str) -> None:
@@ -327,6 +342,16 @@ class LocalObjectStore(ObjectStore):
 
     def invalidate(self, bucket: str, key: str) -> None:
         """Nothing to do: GDAL does not cache local files across opens, and writes replace inodes."""
+
+
+def _last_touched(entry: os.DirEntry) -> float:
+    """The newest mtime of a file, or of a folder and the files in it (a run appending to its
+    spools keeps its folder fresh)."""
+    newest = entry.stat(follow_symlinks=False).st_mtime
+    if entry.is_dir(follow_symlinks=False):
+        for child in os.scandir(entry.path):
+            newest = max(newest, child.stat(follow_symlinks=False).st_mtime)
+    return newest
 
 
 def _move_into_place(source: Path, path: Path) -> bool:

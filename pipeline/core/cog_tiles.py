@@ -337,13 +337,17 @@ def assemble(dst: Path, *, shapes: Sequence[tuple[int, int]], body: TileSpool,
     big = layout(False)[2] + body.size >= 2**32 if bigtiff is None else bigtiff
     head, sizes, body_at = layout(big)
     offsets: list[list[int]] = [[] for _ in shapes]
-    pos = head + sum(sizes)
-    ovr_at = pos
+    ovr_runs: list[tuple[int, int]] = []  # (spool offset, bytes) in file order, runs merged
+    pos = ovr_at = head + sum(sizes)
     for level in reversed(range(1, len(shapes))):  # smallest overview first, row-major
         for k in order[level]:
-            n = overviews.index[k][1]
+            start, n = overviews.index[k]
             offsets[level].append(pos + 4)
             pos += n + 8
+            if ovr_runs and sum(ovr_runs[-1]) == start:
+                ovr_runs[-1] = (ovr_runs[-1][0], ovr_runs[-1][1] + n + 8)
+            else:
+                ovr_runs.append((start, n + 8))
     offsets[0] = [body_at + body.index[k][0] + 4 for k in order[0]]
     parts = [tiff.header(big=big, first_ifd=head), GHOST]
     at = head
@@ -355,15 +359,6 @@ def assemble(dst: Path, *, shapes: Sequence[tuple[int, int]], body: TileSpool,
     if len(meta) != ovr_at:
         raise RuntimeError(f"{dst.name}: header and IFDs took {len(meta)} bytes, "
                            f"expected {ovr_at}")
-    ovr_runs = []  # (spool offset, bytes) in file order, adjacent records merged
-    for level in reversed(range(1, len(shapes))):
-        for k in order[level]:
-            start, n = overviews.index[k]
-            if ovr_runs and sum(ovr_runs[-1]) == start:
-                ovr_runs[-1] = (ovr_runs[-1][0], ovr_runs[-1][1] + n + 8)
-            else:
-                ovr_runs.append((start, n + 8))
-
     def write_head(fd: int) -> None:
         """The head at offset 0 of `fd`: metadata, overview records, zero padding."""
         _pwrite_all(fd, meta, 0)

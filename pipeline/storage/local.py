@@ -209,8 +209,7 @@ class LocalObjectStore(ObjectStore):
     # -- writing -----------------------------------------------------------------------------
     def _put(self, bucket: str, key: str, fill, *, source: Path | None = None) -> ObjectInfo:
         path = self._path(bucket, key)
-        staging = self.root / ".staging"
-        staging.mkdir(parents=True, exist_ok=True)
+        staging = self._staging()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError) as err:
@@ -243,12 +242,17 @@ class LocalObjectStore(ObjectStore):
             Path(path).unlink(missing_ok=True)
         return info
 
+    def _staging(self) -> Path:
+        """`<root>/.staging`: temp files of writes and the steps' work folders."""
+        staging = self.root / ".staging"
+        staging.mkdir(parents=True, exist_ok=True)
+        return staging
+
     def scratch_dir(self) -> Path:
         """`<root>/.staging` (no bucket name starts with a dot): outputs written there are renamed
         into the store, and they are on the store's disk, not on a RAM-backed /tmp. What a killed
         process left there (untouched for STALE_SCRATCH_S) is removed first."""
-        staging = self.root / ".staging"
-        staging.mkdir(parents=True, exist_ok=True)
+        staging = self._staging()
         cutoff = time.time() - STALE_SCRATCH_S
         for entry in os.scandir(staging):
             try:
